@@ -1,0 +1,3 @@
+from MammoSynthLogic.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of `mammosynth`, one module each (see `MammoSynthLogic.cli`)."""
