@@ -1,0 +1,229 @@
+"""Arrays <-> MRML nodes: volumes, label maps, segmentations and subject hierarchy placement.
+
+Only Slicer's MRML classes and vtk are imported, so this file runs inside Slicer and, through the PyPI
+package `slicer-core`, in plain Python (the test suite). Every function takes the scene it works in.
+
+Geometry follows how Slicer shows a DICOM mammogram loaded through ITK: one slice, I along the columns,
+J along the rows, spacing (column, row, 1) in mm, origin and directions from ImagePositionPatient /
+ImageOrientationPatient when present (identity in LPS otherwise), converted from LPS to RAS. The array
+row 0 is then at the top of the axial view and column 0 on the left, as in any DICOM viewer.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLScene,
+    vtkMRMLSegmentationNode,
+    vtkMRMLSubjectHierarchyConstants,
+    vtkMRMLSubjectHierarchyNode,
+    vtkMRMLVolumeNode,
+    vtkSegmentation,
+    vtkSlicerSegmentationsModuleLogic,
+)
+
+# DICOM-coded terminology of a mass (SNOMED CT), in the form Slicer's Segment Editor stores it.
+MASS_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list"
+    "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
+    "~Anatomic codes - DICOM master list~^^~^^"
+)
+MASS_COLOR = (0.9, 0.35, 0.2)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def ijk_to_ras(spacing_mm: Optional[Sequence[float]] = None, origin_lps: Optional[Sequence[float]] = None,
+               orientation_lps: Optional[Sequence[float]] = None) -> np.ndarray:
+    """4x4 IJK-to-RAS of a 2D image: spacing (row, column) mm, ImagePositionPatient, ImageOrientationPatient."""
+    row_mm, col_mm = (float(spacing_mm[0]), float(spacing_mm[1])) if spacing_mm else (1.0, 1.0)
+    along_row, along_col = (np.asarray(orientation_lps[:3], float), np.asarray(orientation_lps[3:6], float)) \
+        if orientation_lps else (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    normal = np.cross(along_row, along_col)
+    matrix = np.eye(4)
+    matrix[:3, :3] = LPS_TO_RAS @ np.column_stack([along_row * col_mm, along_col * row_mm, normal])
+    matrix[:3, 3] = LPS_TO_RAS @ np.asarray(origin_lps if origin_lps is not None else (0.0, 0.0, 0.0), float)
+    return matrix
+
+
+def _vtk_matrix(matrix: np.ndarray) -> vtk.vtkMatrix4x4:
+    out = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            out.SetElement(r, c, float(matrix[r, c]))
+    return out
+
+
+def ijk_to_ras_of(node: vtkMRMLVolumeNode) -> np.ndarray:
+    """The node's IJK-to-RAS as a 4x4 array."""
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _image_data(array: np.ndarray) -> vtk.vtkImageData:
+    """vtkImageData of a (rows, columns) array: VTK's x (fastest) is the column."""
+    array = np.ascontiguousarray(array)
+    image = vtk.vtkImageData()
+    image.SetDimensions(array.shape[1], array.shape[0], 1)
+    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    image.GetPointData().SetScalars(scalars)
+    return image
+
+
+def image_to_volume_node(scene: vtkMRMLScene, pixels: np.ndarray, name: str, *,
+                         ijk_to_ras_matrix: Optional[np.ndarray] = None,
+                         reference: Optional[vtkMRMLVolumeNode] = None,
+                         node_class: str = "vtkMRMLScalarVolumeNode", display: bool = True) -> vtkMRMLScalarVolumeNode:
+    """A new volume node holding a 2D array, with the geometry of `reference` or the given matrix."""
+    if pixels.ndim != 2:
+        raise ValueError(f"expected a 2D image, got shape {pixels.shape}")
+    if reference is not None:
+        ijk_to_ras_matrix = ijk_to_ras_of(reference)
+    node = scene.AddNewNodeByClass(node_class, name)
+    node.SetAndObserveImageData(_image_data(pixels))
+    node.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras() if ijk_to_ras_matrix is None else ijk_to_ras_matrix))
+    if display:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def volume_node_to_array(node: vtkMRMLVolumeNode) -> np.ndarray:
+    """The (rows, columns) array of a one-slice volume node (a copy)."""
+    image = node.GetImageData()
+    if image is None:
+        raise ValueError(f"{node.GetName()}: the volume has no image data")
+    nx, ny, nz = image.GetDimensions()
+    if nz != 1:
+        raise ValueError(f"{node.GetName()}: expected one slice, the volume has {nz}")
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(ny, nx).copy()
+
+
+def mask_to_labelmap_node(scene: vtkMRMLScene, mask: np.ndarray, reference: vtkMRMLVolumeNode, name: str,
+                          label: int = 1, display: bool = True) -> vtkMRMLLabelMapVolumeNode:
+    """A label-map node (value `label` inside the mask) on the reference image's grid."""
+    _check_shape(mask, reference)
+    values = np.where(np.asarray(mask) > 0, label, 0).astype(np.uint8)
+    return image_to_volume_node(scene, values, name, reference=reference, node_class="vtkMRMLLabelMapVolumeNode",
+                                display=display)
+
+
+def labelmap_node_to_mask(node: vtkMRMLVolumeNode) -> np.ndarray:
+    return volume_node_to_array(node) > 0
+
+
+def _check_shape(mask: np.ndarray, reference: vtkMRMLVolumeNode) -> None:
+    dims = reference.GetImageData().GetDimensions()
+    if tuple(np.shape(mask)) != (dims[1], dims[0]):
+        raise ValueError(f"mask shape {np.shape(mask)} differs from {reference.GetName()} ({dims[1]}, {dims[0]})")
+
+
+def labelmap_to_segmentation_node(scene: vtkMRMLScene, labelmap: vtkMRMLLabelMapVolumeNode, name: str,
+                                  reference: Optional[vtkMRMLVolumeNode] = None, segment_name: str = "Mass",
+                                  terminology: str = MASS_TERMINOLOGY) -> vtkMRMLSegmentationNode:
+    """A segmentation node with one segment per label, named and coded with the given terminology."""
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation_node.CreateDefaultDisplayNodes()
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference or labelmap)
+    if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
+        raise RuntimeError(f"{labelmap.GetName()}: import into a segmentation failed")
+    segmentation = segmentation_node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(index)
+        segment.SetName(segment_name if segmentation.GetNumberOfSegments() == 1 else f"{segment_name} {index + 1}")
+        segment.SetTerminology(terminology)
+        segment.SetColor(*MASS_COLOR)
+    return segmentation_node
+
+
+@contextlib.contextmanager
+def _temporary_nodes(scene: vtkMRMLScene) -> Iterator[None]:
+    """Remove every node added to the scene inside the block (helper label maps, their display and color nodes)."""
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    try:
+        yield
+    finally:
+        added = [scene.GetNthNode(i) for i in range(scene.GetNumberOfNodes())]
+        for node in added:
+            if node.GetID() not in before:
+                scene.RemoveNode(node)
+
+
+def segment_to_mask(segmentation_node: vtkMRMLSegmentationNode, segment_id: str,
+                    reference: vtkMRMLVolumeNode) -> np.ndarray:
+    """The segment rasterised on the reference image's grid: a bool (rows, columns) mask for the engine."""
+    scene = segmentation_node.GetScene()
+    with _temporary_nodes(scene):
+        labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__mammosynth_export")
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segment_id)
+        ok = vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, ids, labelmap, reference, vtkSegmentation.EXTENT_REFERENCE_GEOMETRY)
+        if not ok:
+            raise RuntimeError(f"{segmentation_node.GetName()}: segment {segment_id} could not be exported")
+        mask = labelmap_node_to_mask(labelmap)
+    _check_shape(mask, reference)
+    return mask
+
+
+def mask_to_segment(segmentation_node: vtkMRMLSegmentationNode, mask: np.ndarray, reference: vtkMRMLVolumeNode,
+                    segment_name: str = "Mass", terminology: str = MASS_TERMINOLOGY) -> str:
+    """Add the mask as a new segment (on the reference grid) and return its ID."""
+    scene = segmentation_node.GetScene()
+    with _temporary_nodes(scene):
+        labelmap = mask_to_labelmap_node(scene, mask, reference, "__mammosynth_import", display=False)
+        if segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+            segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+        segment_id = segmentation_node.GetSegmentation().AddEmptySegment("", segment_name, MASS_COLOR)
+        image = vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(labelmap)
+        if not vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+                image, segmentation_node, segment_id, vtkSlicerSegmentationsModuleLogic.MODE_REPLACE):
+            raise RuntimeError(f"{segmentation_node.GetName()}: the mask could not be set to segment {segment_id}")
+    segmentation_node.GetSegmentation().GetSegment(segment_id).SetTerminology(terminology)
+    return segment_id
+
+
+def subject_hierarchy(scene: vtkMRMLScene) -> vtkMRMLSubjectHierarchyNode:
+    return vtkMRMLSubjectHierarchyNode.ResolveSubjectHierarchy(scene)
+
+
+def study_item(scene: vtkMRMLScene, patient_name: str, patient_id: str, study_description: str,
+               study_uid: str) -> int:
+    """The subject hierarchy study item of a study (created with its patient when missing), as Slicer's DICOM
+    loader names them: found again by Study Instance UID."""
+    sh = subject_hierarchy(scene)
+    found = sh.GetItemByUID(vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), study_uid) if study_uid else 0
+    if found:
+        return found
+    patient = sh.GetItemByUID(vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), patient_id) if patient_id else 0
+    if not patient:
+        patient = sh.CreateSubjectItem(sh.GetSceneItemID(), patient_name or patient_id or "Anonymous")
+        if patient_id:
+            sh.SetItemUID(patient, vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), patient_id)
+            sh.SetItemAttribute(patient, vtkMRMLSubjectHierarchyConstants.GetDICOMPatientIDAttributeName(), patient_id)
+    study = sh.CreateStudyItem(patient, study_description or "Study")
+    if study_uid:
+        sh.SetItemUID(study, vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName(), study_uid)
+        sh.SetItemAttribute(study, vtkMRMLSubjectHierarchyConstants.GetDICOMStudyInstanceUIDAttributeName(), study_uid)
+    return study
+
+
+def place_under(scene: vtkMRMLScene, node, parent_item: int) -> int:
+    """Put the node's subject hierarchy item under `parent_item` (e.g. a study) and return the node's item."""
+    sh = subject_hierarchy(scene)
+    item = sh.GetItemByDataNode(node) or sh.CreateItem(parent_item, node)
+    sh.SetItemParent(item, parent_item)
+    return item
+
+
+def place_beside(scene: vtkMRMLScene, node, source_node) -> int:
+    """Put the node under the same parent (the study) as the source node: results land in the source's study."""
+    sh = subject_hierarchy(scene)
+    parent = sh.GetItemParent(sh.GetItemByDataNode(source_node))
+    return place_under(scene, node, parent or sh.GetSceneItemID())
