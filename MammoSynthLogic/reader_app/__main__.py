@@ -1,0 +1,3 @@
+from MammoSynthLogic.reader_app import main
+
+raise SystemExit(main())

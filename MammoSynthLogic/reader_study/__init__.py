@@ -1,0 +1,6 @@
+"""Reader studies: a blinded export of real and synthetic mammograms with an answer key, and scoring.
+
+`prepare` picks and blinds the images, `blinded` is the one neutral DICOM writer every reader copy goes through,
+`responses` is the answer-file format the reader app writes and `score` reads, `scoring` holds the metrics
+(MAMBO Table 2, MAM-E ROC) and `report` the plots and the Markdown/HTML report.
+"""
