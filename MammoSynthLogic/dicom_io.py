@@ -456,6 +456,10 @@ def write_synthetic_dicom(
 
 
 
+_SEG_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                          "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
 def write_segmentation(
     path: str | os.PathLike,
     mask: np.ndarray,
@@ -483,8 +487,12 @@ def write_segmentation(
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm_id,
     )
+    reference = source.dataset.copy()
+    for keyword in _SEG_TYPE2_FROM_SOURCE:  # Type 2 in SEG: present, possibly empty; some sources lack them
+        if keyword not in reference:
+            setattr(reference, keyword, "")
     seg = hd.seg.Segmentation(
-        source_images=[source.dataset],
+        source_images=[reference],
         pixel_array=mask.astype(bool)[np.newaxis],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[segment],
@@ -513,11 +521,12 @@ def write_segmentation(
 
 
 def write_png16(path: str | os.PathLike, pixels: np.ndarray) -> Path:
-    """16-bit grayscale PNG of [0, 1] pixels (or uint16 as is); atomic."""
+    """16-bit grayscale PNG of [0, 1] pixels (uint16 as is; uint8 and RGB uint8 as 8-bit PNG); atomic."""
     from PIL import Image
 
+    array = np.ascontiguousarray(pixels)
     with atomic_path(path) as tmp:
-        Image.fromarray(_as_uint16(np.ascontiguousarray(pixels))).save(tmp, format="PNG")
+        Image.fromarray(array if array.dtype == np.uint8 else _as_uint16(array)).save(tmp, format="PNG")
     return Path(path)
 
 

@@ -70,15 +70,19 @@ class PreparedImage:
 
 
 def resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Area-averaged downsizing or bilinear upsizing for float images; nearest for masks and labels."""
-    from skimage.transform import resize as sk_resize
+    """Area-averaged downsizing or bilinear upsizing for float images; nearest for masks and labels (2D)."""
+    from PIL import Image
 
     if array.shape[:2] == tuple(shape):
         return array
-    if array.dtype == bool or np.issubdtype(array.dtype, np.integer):
-        return sk_resize(array, shape, order=0, preserve_range=True, anti_aliasing=False).astype(array.dtype)
+    size = (int(shape[1]), int(shape[0]))
+    if array.dtype == bool:
+        return np.asarray(Image.fromarray(array.view(np.uint8)).resize(size, Image.NEAREST)).astype(bool)
+    if np.issubdtype(array.dtype, np.integer):
+        return np.asarray(Image.fromarray(array.astype(np.int32)).resize(size, Image.NEAREST)).astype(array.dtype)
     shrinking = shape[0] < array.shape[0]
-    return sk_resize(array, shape, order=1, preserve_range=True, anti_aliasing=shrinking).astype(array.dtype)
+    resized = Image.fromarray(np.asarray(array, dtype=np.float32)).resize(size, Image.BOX if shrinking else Image.BILINEAR)
+    return np.asarray(resized).astype(array.dtype)
 
 
 def padded_side(shape: tuple[int, int], multiple: int = 256) -> int:

@@ -83,3 +83,15 @@ def test_failed_writes_leave_nothing(tmp_path):
     with pytest.raises(ValueError):
         write_synthetic_dicom(tmp_path / "bad.dcm", np.zeros((4, 4, 4)), provenance={"seed": 0})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_segmentation_of_a_source_without_patient_and_study_details(tmp_path):
+    from dicom_factory import mammogram_dataset, save, synthetic_breast
+
+    ds = mammogram_dataset(synthetic_breast())
+    del ds.PatientName, ds.StudyDate
+    source = read_mammogram(save(ds, tmp_path / "bare.dcm"))
+    mask = np.zeros((source.rows, source.columns), bool)
+    mask[40:80, 30:60] = True
+    path = write_segmentation(tmp_path / "seg.dcm", mask, source)
+    assert dciodvfy_errors(path) == []

@@ -1,0 +1,127 @@
+"""Channel-conditioned diffusion sampling (MAMBO Algorithm 2) with swappable diffusers schedulers.
+
+Only channel 0 is noised and denoised; context channels go into the U-Net as they are at every step.
+Scheduler pitfalls handled here (DESIGN.md): DDIM gets `clip_sample=False`, DPM-Solver++ gets thresholding in pixel
+space, a fresh scheduler per sampled batch (multistep state), re-noising of known pixels from `alphas_cumprod`.
+Noise comes from one generator per batch element, seeded from the image seed, so a tile's result does not depend
+on which other tiles share its batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from MammoSynthLogic.devices import autocast
+from MammoSynthLogic.errors import MammoSynthError
+
+SAMPLERS = ("ddpm", "ddim", "dpm++")
+Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def derive_seed(seed: int, *keys) -> int:
+    """A 63-bit seed for one tile / stage, derived from the image seed and its keys."""
+    digest = hashlib.sha256(("/".join(map(str, (seed,) + keys))).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def generators(seed: int, keys: Sequence) -> list[torch.Generator]:
+    """One CPU generator per batch element (tile), keyed by the tile's identity."""
+    return [torch.Generator("cpu").manual_seed(derive_seed(seed, *(k if isinstance(k, tuple) else (k,))))
+            for k in keys]
+
+
+def randn(shape: Sequence[int], gens: list[torch.Generator], device="cpu") -> torch.Tensor:
+    """Standard normal noise of `shape` (batch first), element b drawn from `gens[b]` on the CPU."""
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in gens]).to(device)
+
+
+def make_scheduler(kind: str, config: dict):
+    """A diffusers scheduler of `kind` built from a bundle's training schedule, pitfalls handled."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    base = {k: v for k, v in config.items() if not k.startswith("_")}
+    if kind == "ddpm":
+        return DDPMScheduler.from_config(base)
+    if kind == "ddim":
+        return DDIMScheduler.from_config(base, clip_sample=False, timestep_spacing="trailing")
+    if kind == "dpm++":
+        return DPMSolverMultistepScheduler.from_config(
+            base, algorithm_type="dpmsolver++", solver_order=2, thresholding=True, sample_max_value=1.0,
+            timestep_spacing="trailing", lower_order_final=True, final_sigmas_type="zero")
+    raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
+
+
+def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
+    """Forward-noise clean pixels to timestep t: sqrt(ᾱ_t)·x0 + sqrt(1-ᾱ_t)·ε (valid for every scheduler)."""
+    acp = scheduler.alphas_cumprod[int(t)].to(x0.device, torch.float32)
+    return acp.sqrt() * x0 + (1 - acp).sqrt() * noise
+
+
+@dataclasses.dataclass
+class Counter:
+    """U-Net usage: forwards = tiles pushed through it, batches = sequential U-Net calls."""
+
+    forwards: int = 0
+    batches: int = 0
+
+
+def unet_predictor(unet, context: Optional[torch.Tensor], counter: Optional[Counter] = None,
+                   chunk: int = 8) -> Predict:
+    """Noise prediction for channel 0 given fixed context channels (B, C-1, s, s), in chunks of `chunk`."""
+    device = next(unet.parameters()).device.type
+
+    def predict(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        outs = []
+        for i in range(0, x.shape[0], chunk):
+            xi = x[i:i + chunk]
+            inp = xi if context is None else torch.cat([xi, context[i:i + chunk].to(xi)], dim=1)
+            outs.append(forward(unet, inp, t, device))
+            if counter is not None:
+                counter.forwards += xi.shape[0]
+                counter.batches += 1
+        return torch.cat(outs)
+
+    return predict
+
+
+def forward(unet, inp: torch.Tensor, t, device: str) -> torch.Tensor:
+    """One U-Net call under no_grad/autocast; channel 0 of the output, float32."""
+    with torch.no_grad(), autocast(device):
+        out = unet(inp, t).sample
+    return out[:, :1].float()
+
+
+def sample(predict: Predict, scheduler, x_T: torch.Tensor, gens: list[torch.Generator], steps: int, *,
+           eta: float = 0.0, known: Optional[torch.Tensor] = None, known_mask: Optional[torch.Tensor] = None,
+           on_step: Optional[Callable[[int, int], None]] = None,
+           timesteps: Optional[list[int]] = None) -> torch.Tensor:
+    """Denoise channel 0 from x_T; pixels under `known_mask` are replaced by `known` re-noised to each t (RePaint).
+
+    With `timesteps` (descending, for schedulers that take custom ones, e.g. DDPM), x_T is a sample already noised
+    to `timesteps[0]` (partial denoising, as in MAMBO's anomaly maps) and `steps` is ignored.
+    """
+    if timesteps is None:
+        scheduler.set_timesteps(steps, device=x_T.device)
+        x = x_T * scheduler.init_noise_sigma
+    else:
+        scheduler.set_timesteps(timesteps=list(timesteps), device=x_T.device)
+        x = x_T
+    timesteps = scheduler.timesteps
+    kwargs = {"generator": gens if len(gens) > 1 else gens[0]}
+    if "eta" in inspect.signature(scheduler.step).parameters:
+        kwargs["eta"] = eta
+    replace = known is not None and known_mask is not None  # draw the same noise whatever the mask holds
+    for i, t in enumerate(timesteps):
+        if replace:
+            x = torch.where(known_mask, add_noise(scheduler, known, randn(x.shape, gens, x.device), t), x)
+        eps = predict(scheduler.scale_model_input(x, t), t)
+        x = scheduler.step(eps, t, x, **kwargs).prev_sample
+        if on_step is not None:
+            on_step(i + 1, len(timesteps))
+    if replace:
+        x = torch.where(known_mask, known, x)
+    return x
