@@ -11,6 +11,7 @@ row 0 is then at the top of the axial view and column 0 on the left, as in any D
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
@@ -37,6 +38,15 @@ MASS_TERMINOLOGY = (
 )
 MASS_COLOR = (0.9, 0.35, 0.2)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+# Colour tables for heat maps, first found wins: Slicer's file tables (the application loads them), then the
+# procedural and built-in ones that every scene has (also with slicer-core).
+HEAT_COLOR_NODE_IDS = (
+    "vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
+    "vtkMRMLColorTableNodeFileInferno.txt",
+    "vtkMRMLPETProceduralColorNodePET-Heat",
+    "vtkMRMLColorTableNodeIron",
+)
+HEAT_VISIBLE_FRACTION = 0.01  # heat below this fraction of the maximum is transparent in the slice views
 
 
 def ijk_to_ras(spacing_mm: Optional[Sequence[float]] = None, origin_lps: Optional[Sequence[float]] = None,
@@ -131,6 +141,13 @@ def labelmap_to_segmentation_node(scene: vtkMRMLScene, labelmap: vtkMRMLLabelMap
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     segmentation_node.CreateDefaultDisplayNodes()
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference or labelmap)
+    _import_labels(segmentation_node, labelmap, segment_name, terminology)
+    return segmentation_node
+
+
+def _import_labels(segmentation_node: vtkMRMLSegmentationNode, labelmap: vtkMRMLLabelMapVolumeNode,
+                   segment_name: str, terminology: str) -> None:
+    """Add one segment per label value of the label map (in label order), named "Mass" or "Mass 1", "Mass 2"..."""
     if not vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
         raise RuntimeError(f"{labelmap.GetName()}: import into a segmentation failed")
     segmentation = segmentation_node.GetSegmentation()
@@ -139,7 +156,82 @@ def labelmap_to_segmentation_node(scene: vtkMRMLScene, labelmap: vtkMRMLLabelMap
         segment.SetName(segment_name if segmentation.GetNumberOfSegments() == 1 else f"{segment_name} {index + 1}")
         segment.SetTerminology(terminology)
         segment.SetColor(*MASS_COLOR)
-    return segmentation_node
+
+
+def findings_to_labels(findings: Sequence[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """One label value per connected finding: i + 1 inside finding i, 0 elsewhere (uint8, uint16 past 255)."""
+    values = np.zeros(shape, np.uint8 if len(findings) < 256 else np.uint16)
+    for index, mask in enumerate(findings):
+        if np.shape(mask) != tuple(shape):
+            raise ValueError(f"finding {index + 1} has shape {np.shape(mask)}, expected {tuple(shape)}")
+        values[np.asarray(mask, bool)] = index + 1
+    return values
+
+
+def heat_color_node_id(scene: vtkMRMLScene) -> str:
+    """The first heat colour table of HEAT_COLOR_NODE_IDS present in the scene."""
+    for node_id in HEAT_COLOR_NODE_IDS:
+        if scene.GetNodeByID(node_id) is not None:
+            return node_id
+    raise RuntimeError("no heat colour table in the scene (the Colors module adds them to every Slicer scene)")
+
+
+def heat_to_volume_node(scene: vtkMRMLScene, heat: np.ndarray, reference: vtkMRMLVolumeNode,
+                        name: str) -> vtkMRMLScalarVolumeNode:
+    """A float heat map on the reference grid, coloured with a heat table from 0 to its maximum; values below
+    HEAT_VISIBLE_FRACTION of the maximum (no finding) are transparent, so it overlays the image."""
+    _check_shape(heat, reference)
+    node = image_to_volume_node(scene, np.asarray(heat, np.float32), name, reference=reference)
+    peak = float(np.max(heat)) if np.size(heat) else 0.0
+    top = peak if peak > 0 else 1.0
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(heat_color_node_id(scene))
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, top)
+    display.AutoThresholdOff()
+    display.SetThreshold(HEAT_VISIBLE_FRACTION * top, top)
+    display.ApplyThresholdOn()
+    return node
+
+
+@dataclasses.dataclass
+class AnomalyNodes:
+    """What an anomaly result is shown as: heat map (colour overlay), label map (one value per finding) and a
+    segmentation with one "Mass" segment per connected finding, all on the source image's grid."""
+
+    heat: vtkMRMLScalarVolumeNode
+    labels: vtkMRMLLabelMapVolumeNode
+    segmentation: vtkMRMLSegmentationNode
+
+
+def anomaly_to_nodes(scene: vtkMRMLScene, heat: np.ndarray, findings: Sequence[np.ndarray],
+                     reference: vtkMRMLVolumeNode, name: str) -> AnomalyNodes:
+    """Heat map and connected findings (bool masks on the reference grid) as nodes placed beside the reference
+    (in its study)."""
+    heat_node = heat_to_volume_node(scene, heat, reference, f"{name} heat")
+    labels = image_to_volume_node(scene, findings_to_labels(findings, np.shape(heat)), f"{name} labels",
+                                  reference=reference, node_class="vtkMRMLLabelMapVolumeNode")
+    segmentation = labelmap_to_segmentation_node(scene, labels, f"{name} findings", reference=reference)
+    display = segmentation.GetDisplayNode()
+    display.SetVisibility2DFill(False)  # the label map fills the findings; the segments outline them
+    display.SetVisibility2DOutline(True)
+    nodes = AnomalyNodes(heat_node, labels, segmentation)
+    for node in (heat_node, labels, segmentation):
+        place_beside(scene, node, reference)
+    return nodes
+
+
+def set_findings(nodes: AnomalyNodes, findings: Sequence[np.ndarray]) -> None:
+    """Replace the findings shown (label map values and segments) on the heat map's grid, e.g. after a new
+    threshold; the nodes stay where they are in the scene and subject hierarchy."""
+    reference = nodes.heat
+    values = findings_to_labels(findings, volume_node_to_array(reference).shape)
+    nodes.labels.SetAndObserveImageData(_image_data(values))
+    nodes.labels.SetIJKToRASMatrix(_vtk_matrix(ijk_to_ras_of(reference)))
+    segmentation = nodes.segmentation.GetSegmentation()
+    segmentation.RemoveAllSegments()
+    nodes.segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+    _import_labels(nodes.segmentation, nodes.labels, "Mass", MASS_TERMINOLOGY)
 
 
 @contextlib.contextmanager

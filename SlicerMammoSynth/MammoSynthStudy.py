@@ -21,6 +21,7 @@ VIEW_ATTRIBUTE = "MammoSynth.View"
 LATERALITY_ATTRIBUTE = "MammoSynth.Laterality"
 SOURCE_ATTRIBUTE = "MammoSynth.SourcePath"
 SYNTHETIC_ATTRIBUTE = "MammoSynth.Synthetic"
+ANOMALY_FOLDER_ATTRIBUTE = "MammoSynth.AnomalyFolder"
 
 
 def view_label(laterality: Optional[str], view: Optional[str]) -> str:
@@ -55,15 +56,19 @@ def stored_values(image: dicom_io.MammogramImage) -> np.ndarray:
     return np.rint(np.clip(image.pixels, 0.0, 1.0) * ((1 << bits) - 1)).astype(np.uint16 if bits > 8 else np.uint8)
 
 
-def add_image(scene, image: dicom_io.MammogramImage, name: Optional[str] = None, synthetic: bool = False):
-    """One mammogram as a scalar volume node under its patient/study in subject hierarchy."""
-    label = view_label(image.laterality, image.view)
-    node = mrml.image_to_volume_node(scene, stored_values(image), name or label,
-                                     ijk_to_ras_matrix=image_geometry(image))
+def _volume(scene, image: dicom_io.MammogramImage, name: str, synthetic: bool):
+    """One mammogram as a scalar volume node with the attributes the module reads back (not yet placed)."""
+    node = mrml.image_to_volume_node(scene, stored_values(image), name, ijk_to_ras_matrix=image_geometry(image))
     node.SetAttribute(VIEW_ATTRIBUTE, image.view or "")
     node.SetAttribute(LATERALITY_ATTRIBUTE, image.laterality or "")
     node.SetAttribute(SOURCE_ATTRIBUTE, str(image.path) if image.path else "")
     node.SetAttribute(SYNTHETIC_ATTRIBUTE, "1" if synthetic else "0")
+    return node
+
+
+def add_image(scene, image: dicom_io.MammogramImage, name: Optional[str] = None, synthetic: bool = False):
+    """One mammogram as a scalar volume node under its patient/study in subject hierarchy."""
+    node = _volume(scene, image, name or view_label(image.laterality, image.view), synthetic)
     ds = image.dataset
     study = mrml.study_item(scene, str(ds.get("PatientName", "")), image.patient_id,
                             str(ds.get("StudyDescription", "")) or str(ds.get("StudyDate", "")), image.study_uid)
@@ -91,11 +96,69 @@ def load_result(scene, path: str | os.PathLike, source_node=None, name: Optional
     """A result DICOM written by the engine as a volume; placed in the source's study when there is a source
     (e.g. an upscaled real image), else under its own synthetic patient and study."""
     image = dicom_io.read_mammogram(path)
-    node = add_image(scene, image, name=name or f"{view_label(image.laterality, image.view)} synthetic",
-                     synthetic=True)
-    if source_node is not None:
-        mrml.place_beside(scene, node, source_node)
+    name = name or f"{view_label(image.laterality, image.view)} synthetic"
+    if source_node is None:
+        return add_image(scene, image, name=name, synthetic=True)
+    node = _volume(scene, image, name, synthetic=True)
+    mrml.place_beside(scene, node, source_node)
     return node
+
+
+def load_dualview(scene, result: dict, source_node=None) -> list:
+    """The views a `dualview` job wrote (its result line: {"views": {"CC": path, ...}, "seed": s}) as volumes named
+    e.g. "R MLO dual-view seed 5 (synthetic)": a pair under its own synthetic study, a completed view in the
+    source's study."""
+    views = result.get("views") or {}
+    if not views:
+        raise MammoSynthError("dualview", "the job reported no views; run it again")
+    nodes = []
+    for view, path in views.items():
+        node = load_result(scene, path, source_node=source_node)
+        laterality, header_view, _ = view_info(node)
+        node.SetName(scene.GenerateUniqueName(
+            f"{view_label(laterality, header_view or view)} dual-view seed {result.get('seed')} (synthetic)"))
+        nodes.append(node)
+    return nodes
+
+
+def _read_nrrd_2d(path: Path) -> np.ndarray:
+    """A 2D NRRD written by the engine as a (rows, columns) array (NRRD stores columns first)."""
+    import nrrd
+
+    if not path.is_file():
+        raise MammoSynthError(path, "missing: the anomaly job did not finish; run it again")
+    data, _ = nrrd.read(str(path))
+    if data.ndim != 2:
+        raise MammoSynthError(path, f"expected a 2D image, the file holds {data.ndim} dimensions")
+    return np.ascontiguousarray(data.T)
+
+
+def load_anomaly(scene, folder: str | os.PathLike, source_node, name: Optional[str] = None) -> mrml.AnomalyNodes:
+    """The engine's anomaly result folder (heat.nrrd, labels.nrrd) as heat map, label map and one "Mass" segment
+    per connected finding, on the source volume's grid and in its study."""
+    from MammoSynthLogic.anomaly import findings
+
+    folder = Path(folder)
+    heat = _read_nrrd_2d(folder / "heat.nrrd")
+    labels = _read_nrrd_2d(folder / "labels.nrrd") > 0
+    dims = source_node.GetImageData().GetDimensions()
+    if heat.shape != (dims[1], dims[0]) or labels.shape != heat.shape:
+        raise MammoSynthError(folder, f"the anomaly map is {heat.shape[1]} x {heat.shape[0]} pixels but "
+                                      f"{source_node.GetName()} is {dims[0]} x {dims[1]}: run it on this view again")
+    name = name or f"{source_node.GetName()} anomaly"
+    nodes = mrml.anomaly_to_nodes(scene, heat, findings(labels), source_node, name)
+    nodes.heat.SetAttribute(ANOMALY_FOLDER_ATTRIBUTE, str(folder))
+    return nodes
+
+
+def relabel_anomaly(nodes: mrml.AnomalyNodes, threshold: float) -> int:
+    """Findings again from the heat map at a new threshold (fraction of its maximum), with the engine's own label
+    rule, without re-running the model; returns the number of findings."""
+    from MammoSynthLogic.anomaly import findings, label_map
+
+    masks = findings(label_map(mrml.volume_node_to_array(nodes.heat), threshold))
+    mrml.set_findings(nodes, masks)
+    return len(masks)
 
 
 def view_info(node) -> tuple[Optional[str], Optional[str], Optional[str]]:

@@ -6,6 +6,7 @@ separate process (`PythonSlicer -m MammoSynthLogic ... --progress-json`) so that
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import os
 import sys
@@ -42,6 +43,9 @@ import MammoSynthRunner  # noqa: E402
 TASKS = ["Generate", "Upscale"]
 PRESETS = ["fast", "paper"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+LEVELS = ["global", "native"]
+LATERALITIES = ["L", "R"]
+RELABEL_DELAY_MS = 300
 TORCH_REQUIREMENT = ">=2.1"
 # The engine's requirements besides torch (pyproject.toml); SimpleITK ships with Slicer.
 ENGINE_REQUIREMENTS = [
@@ -75,8 +79,10 @@ class SlicerMammoSynth(ScriptedLoadableModule):
         self.parent.contributors = ["SlicerMammoSynth contributors"]
         self.parent.helpText = """
 Diffusion-based mammography synthesis. Load a mammography study (a folder or Slicer's DICOM database), then
-<b>Generate</b> a new full-resolution synthetic mammogram or <b>Upscale</b> a real one. Jobs run in the background
-in a separate process; the result appears as a volume under the study in the Data module, marked synthetic.
+<b>Generate</b> a new full-resolution synthetic mammogram or <b>Upscale</b> a real one, compute an <b>anomaly map</b>
+of the selected view (heat map, label map and one "Mass" segment per finding), <b>generate a CC/MLO pair</b> or
+<b>complete the missing view</b> of a real one. Jobs run in the background in a separate process; results appear
+under the study in the Data module, synthetic images marked synthetic.
 <p>Methods:</p>
 <ul>
 <li>MAMBO: M. Skipina, N. Jovisic, N. Dall'Asen et al., "MAMBO: High-resolution Generative Approach for
@@ -114,6 +120,14 @@ class SlicerMammoSynthParameterNode:
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     device: Annotated[str, Choice(DEVICES)] = "auto"
     outputDirectory: Path
+    anomalyModelPath: Path
+    anomalyLambda: Annotated[float, WithinRange(300.0, 900.0)] = 700.0  # noising steps of 1000 (slider of whole steps)
+    anomalyThreshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.3
+    anomalyLevel: Annotated[str, Choice(LEVELS)] = "global"
+    heatOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    dualviewModelPath: Path
+    dualviewLaterality: Annotated[str, Choice(LATERALITIES)] = "L"
+    dualviewSize: Annotated[int, WithinRange(0, 8192)] = 0
 
 
 #
@@ -129,10 +143,16 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode: Optional[SlicerMammoSynthParameterNode] = None
         self._parameterNodeGuiTag = None
         self._job: Optional[MammoSynthRunner.EngineJob] = None
-        self._jobSource = None
+        self._jobButton = None
+        self._jobLoader = None
+        self._anomaly: Optional[MammoSynthMRML.AnomalyNodes] = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self.onPollJob)
+        self._relabelTimer = qt.QTimer()
+        self._relabelTimer.setSingleShot(True)
+        self._relabelTimer.setInterval(RELABEL_DELAY_MS)
+        self._relabelTimer.timeout.connect(self.onRelabel)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -141,7 +161,8 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.sourceVolumeSelector.setMRMLScene(slicer.mrmlScene)
-        for pathEdit in (self.ui.folderPathLineEdit, self.ui.modelPathLineEdit, self.ui.outputDirectoryLineEdit):
+        for pathEdit in (self.ui.folderPathLineEdit, self.ui.modelPathLineEdit, self.ui.outputDirectoryLineEdit,
+                         self.ui.anomalyModelPathLineEdit, self.ui.dualviewModelPathLineEdit):
             pathEdit.filters = ctk.ctkPathLineEdit.Dirs
         self.ui.viewsTable.setColumnCount(4)
 
@@ -154,6 +175,11 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadDatabaseButton.connect("clicked(bool)", self.onLoadDatabase)
         self.ui.viewsTable.connect("itemSelectionChanged()", self.onViewSelected)
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
+        self.ui.anomalyButton.connect("clicked(bool)", self.onAnomaly)
+        self.ui.anomalyThresholdSlider.connect("valueChanged(double)", lambda value: self._relabelTimer.start())
+        self.ui.heatOpacitySlider.connect("valueChanged(double)", self.onHeatOpacityChanged)
+        self.ui.generatePairButton.connect("clicked(bool)", self.onGeneratePair)
+        self.ui.completeViewButton.connect("clicked(bool)", self.onCompleteView)
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
         self.initializeParameterNode()
@@ -161,6 +187,7 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self) -> None:
         self.cancelJob()
+        self._relabelTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -174,6 +201,8 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelJob()
+        self._relabelTimer.stop()
+        self._anomaly = None
         self.setParameterNode(None)
         self.ui.viewsTable.setRowCount(0)
 
@@ -195,18 +224,29 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateApplyButton()
 
     def updateApplyButton(self, caller=None, event=None) -> None:
-        if self._job is not None and self._job.running:
-            self.ui.applyButton.text = "Cancel"
-            self.ui.applyButton.toolTip = "Stop the job: no output is written"
-            self.ui.applyButton.enabled = True
-            return
+        """Every job button: the running job's reads Cancel (the others wait), else enabled when it can run."""
         task = self._parameterNode.task if self._parameterNode else "Generate"
-        self.ui.applyButton.text = task
-        needsSource = task == "Upscale"
         hasSource = bool(self._parameterNode and self._parameterNode.sourceVolume)
-        self.ui.applyButton.enabled = hasSource or not needsSource
-        self.ui.applyButton.toolTip = "Select a source image to upscale" if needsSource and not hasSource \
-            else f"{task} in the background"
+        buttons = [
+            (self.ui.applyButton, task, hasSource or task != "Upscale", f"{task} in the background",
+             "Select a source image to upscale"),
+            (self.ui.anomalyButton, "Detect anomalies", hasSource,
+             "Anomaly map of the source image in the background", "Select a source image"),
+            (self.ui.generatePairButton, "Generate pair", True, "A synthetic CC/MLO pair of one breast", ""),
+            (self.ui.completeViewButton, "Complete missing view", hasSource,
+             "Keep the source view (CC or MLO) and generate the other one", "Select a real CC or MLO source image"),
+        ]
+        running = self._job is not None and self._job.running
+        for button, text, ready, tip, why in buttons:
+            if running:
+                isJob = button is self._jobButton
+                button.text = "Cancel" if isJob else text
+                button.toolTip = "Stop the job: no output is written" if isJob else "Another job is running"
+                button.enabled = isJob
+            else:
+                button.text = text
+                button.enabled = ready
+                button.toolTip = tip if ready else why
 
     # ---------------------------------------------------------------- study loading
 
@@ -267,20 +307,65 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---------------------------------------------------------------- jobs
 
     def onApply(self) -> None:
+        p = self._parameterNode
+        source = p.sourceVolume if p.task == "Upscale" else None
+
+        def start():
+            job = self.logic.startTask(p.task, source=source, model=p.modelPath, preset=p.preset, seed=p.seed,
+                                       device=p.device, outputDirectory=p.outputDirectory)
+            return job, lambda finished: self.showVolumes([self.logic.loadResult(finished, source)])
+
+        self.runJob(self.ui.applyButton, p.task, start)
+
+    def onAnomaly(self) -> None:
+        p = self._parameterNode
+        source, threshold = p.sourceVolume, p.anomalyThreshold
+
+        def start():
+            job = self.logic.startAnomaly(source, model=p.anomalyModelPath, lam=p.anomalyLambda, threshold=threshold,
+                                          level=p.anomalyLevel, seed=p.seed, device=p.device,
+                                          outputDirectory=p.outputDirectory)
+            return job, lambda finished: self.showAnomaly(self.logic.loadAnomalyResult(finished, source), source,
+                                                          threshold)
+
+        self.runJob(self.ui.anomalyButton, "Anomaly", start)
+
+    def onGeneratePair(self) -> None:
+        p = self._parameterNode
+
+        def start():
+            job = self.logic.startDualView(model=p.dualviewModelPath, seed=p.seed, laterality=p.dualviewLaterality,
+                                           size=p.dualviewSize, preset=p.preset, device=p.device,
+                                           outputDirectory=p.outputDirectory)
+            return job, lambda finished: self.showVolumes(self.logic.loadDualViewResult(finished))
+
+        self.runJob(self.ui.generatePairButton, "Dual view", start)
+
+    def onCompleteView(self) -> None:
+        p = self._parameterNode
+        source = p.sourceVolume
+
+        def start():
+            job = self.logic.startDualView(complete=source, model=p.dualviewModelPath, seed=p.seed,
+                                           laterality=p.dualviewLaterality, size=p.dualviewSize, preset=p.preset,
+                                           device=p.device, outputDirectory=p.outputDirectory)
+            return job, lambda finished: self.showVolumes(self.logic.loadDualViewResult(finished, source))
+
+        self.runJob(self.ui.completeViewButton, "Complete view", start)
+
+    def runJob(self, button, title: str, start) -> None:
+        """Start a job (`start()` returns the job and what loads its result), or cancel the running one."""
         if self._job is not None and self._job.running:
             self.cancelJob()
             return
         if not self.ensureDependencies():
             return
-        p = self._parameterNode
         with slicer.util.tryWithErrorDisplay("The job could not start.", waitCursor=True):
-            self._jobSource = p.sourceVolume if p.task == "Upscale" else None
-            self._job = self.logic.startTask(
-                p.task, source=self._jobSource, model=p.modelPath, preset=p.preset, seed=p.seed, device=p.device,
-                outputDirectory=p.outputDirectory)
+            self._job, self._jobLoader = start()
+            self._jobButton = button
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setRange(0, 0)
-            self.ui.statusLabel.text = f"{p.task}: starting the engine"
+            self.ui.statusLabel.text = f"{title}: starting the engine"
             self._timer.start()
         self.updateApplyButton()
 
@@ -311,9 +396,35 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(f"The job failed:\n{job.error}")
         else:
             with slicer.util.tryWithErrorDisplay("The result could not be loaded.", waitCursor=True):
-                node = self.logic.loadResult(job, self._jobSource)
-                self.ui.statusLabel.text = f"Done: {node.GetName()}"
-                slicer.util.setSliceViewerLayers(background=node, fit=True)
+                self._jobLoader(job)
+
+    def showVolumes(self, nodes) -> None:
+        self.ui.statusLabel.text = "Done: " + ", ".join(node.GetName() for node in nodes)
+        slicer.util.setSliceViewerLayers(background=nodes[0], foreground=None, label=None, fit=True)
+
+    def showAnomaly(self, nodes: MammoSynthMRML.AnomalyNodes, source, threshold: float) -> None:
+        """Source in the background, heat map as the colour foreground, findings as label map and outlines."""
+        self._anomaly = nodes
+        count = nodes.segmentation.GetSegmentation().GetNumberOfSegments()
+        self.ui.statusLabel.text = f"Done: {count} finding(s) in {source.GetName()}"
+        slicer.util.setSliceViewerLayers(background=source, foreground=nodes.heat, label=nodes.labels,
+                                         foregroundOpacity=self._parameterNode.heatOpacity, fit=True)
+        if self._parameterNode.anomalyThreshold != threshold:  # the slider moved while the job ran
+            self._relabelTimer.start()
+
+    def onHeatOpacityChanged(self, value: float) -> None:
+        slicer.util.setSliceViewerLayers(foregroundOpacity=value)
+
+    def onRelabel(self) -> None:
+        """The threshold slider moved: the shown findings follow at once (same rule as the engine, no re-run)."""
+        nodes = self._anomaly
+        if nodes is None or self._parameterNode is None or nodes.heat.GetScene() is None \
+                or nodes.segmentation.GetScene() is None or nodes.labels.GetScene() is None:
+            return
+        threshold = self._parameterNode.anomalyThreshold
+        with slicer.util.tryWithErrorDisplay("The findings could not be updated.", waitCursor=True):
+            count = self.logic.relabelAnomaly(nodes, threshold)
+            self.ui.statusLabel.text = f"{count} finding(s) at threshold {threshold:.2f}"
 
     def cancelJob(self) -> None:
         if self._job is not None and self._job.running:
@@ -365,6 +476,15 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         job = logic.startTask("Upscale", source=views[0].node, seed=1)
         job.wait()
         node = logic.loadResult(job, views[0].node)
+
+        job = logic.startAnomaly(views[0].node, lam=500, threshold=0.4, seed=1)
+        job.wait()
+        nodes = logic.loadAnomalyResult(job, views[0].node)   # .heat, .labels, .segmentation
+        logic.relabelAnomaly(nodes, 0.6)                      # other threshold, no re-run
+
+        job = logic.startDualView(seed=2, laterality="R")     # or complete=views[0].node
+        job.wait()
+        cc, mlo = logic.loadDualViewResult(job)
     """
 
     def __init__(self) -> None:
@@ -494,20 +614,62 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
             args += ["--size", str(int(size))]
         return args + ["--preset", preset, "--seed", str(int(seed)), "--device", device, "--out", str(out)]
 
-    def startTask(self, task: str, source=None, model=None, preset: str = "fast", seed: int = 0,
-                  device: str = "auto", outputDirectory=None, size: int = 0) -> MammoSynthRunner.EngineJob:
-        """Start the engine in the background; poll or `wait()` the returned job, then `loadResult(job)`."""
-        folder = Path(str(outputDirectory)) if outputDirectory and str(outputDirectory) not in ("", ".") \
-            else Path(tempfile.mkdtemp(prefix="MammoSynth-"))
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = folder / f"{task.lower()}-{stamp}-seed{int(seed)}.dcm"
-        modelPath = str(model) if model and str(model) not in ("", ".") else None
-        args = self.engineArguments(task, str(out), self.sourcePath(source) if source is not None else None,
-                                    modelPath, preset, seed, device, size)
+    @staticmethod
+    def anomalyArguments(source: str, out: str, model: Optional[str] = None, lam: float = 700,
+                         threshold: float = 0.3, level: str = "global", seed: int = 0,
+                         device: str = "auto") -> list[str]:
+        """The engine's `anomaly` command line for one image (without the interpreter); `out` is a folder."""
+        if not source:
+            raise ValueError("the anomaly map needs a source image")
+        args = ["anomaly", str(source), "--out", str(out), "--lambda", str(int(round(lam))),
+                "--threshold", f"{float(threshold):g}", "--level", level]
+        if model:
+            args += ["--model", str(model)]
+        return args + ["--seed", str(int(seed)), "--device", device]
+
+    @staticmethod
+    def dualviewArguments(out: str, complete: Optional[str] = None, model: Optional[str] = None, seed: int = 0,
+                          laterality: Optional[str] = None, size: int = 0, preset: str = "fast",
+                          device: str = "auto") -> list[str]:
+        """The engine's `dualview` command line (without the interpreter): a new pair, or with `complete` (a real
+        CC or MLO file) its missing view; `out` is a folder."""
+        args = ["dualview", "--out", str(out)]
+        if complete:
+            args += ["--complete", str(complete)]
+        if laterality:
+            args += ["--laterality", laterality]
+        if model:
+            args += ["--model", str(model)]
+        if size:
+            args += ["--size", str(int(size))]
+        return args + ["--preset", preset, "--seed", str(int(seed)), "--device", device]
+
+    @staticmethod
+    def _outputFolder(outputDirectory) -> Path:
+        """The chosen output folder, or a new temporary one."""
+        if outputDirectory and str(outputDirectory) not in ("", "."):
+            return Path(str(outputDirectory))
+        return Path(tempfile.mkdtemp(prefix="MammoSynth-"))
+
+    @staticmethod
+    def _pathOrNone(path) -> Optional[str]:
+        return str(path) if path and str(path) not in ("", ".") else None
+
+    @staticmethod
+    def _start(args: list[str], out: Path) -> MammoSynthRunner.EngineJob:
         logging.info("MammoSynth: %s", " ".join(args))
         env = slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
         return MammoSynthRunner.EngineJob(MammoSynthRunner.engine_command(args), outputs=[out],
                                           engine_path=ROOT_DIR, env=env).start()
+
+    def startTask(self, task: str, source=None, model=None, preset: str = "fast", seed: int = 0,
+                  device: str = "auto", outputDirectory=None, size: int = 0) -> MammoSynthRunner.EngineJob:
+        """Start the engine in the background; poll or `wait()` the returned job, then `loadResult(job)`."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = self._outputFolder(outputDirectory) / f"{task.lower()}-{stamp}-seed{int(seed)}.dcm"
+        args = self.engineArguments(task, str(out), self.sourcePath(source) if source is not None else None,
+                                    self._pathOrNone(model), preset, seed, device, size)
+        return self._start(args, out)
 
     def loadResult(self, job: MammoSynthRunner.EngineJob, source=None):
         """The finished job's image as a volume node (in the source's study when there is a source)."""
@@ -521,6 +683,58 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         return MammoSynthStudy.load_result(slicer.mrmlScene, out, source_node=source,
                                            name=f"{task.capitalize()} seed {seed} (synthetic)")
 
+    def startAnomaly(self, source, model=None, lam: float = 700, threshold: float = 0.3, level: str = "global",
+                     seed: int = 0, device: str = "auto", outputDirectory=None) -> MammoSynthRunner.EngineJob:
+        """Anomaly map of one view in the background (heat.nrrd, labels.nrrd, seg.dcm ... in a new folder)."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = self._outputFolder(outputDirectory) / f"anomaly-{stamp}-seed{int(seed)}"
+        args = self.anomalyArguments(self.sourcePath(source), str(out), self._pathOrNone(model), lam, threshold,
+                                     level, seed, device)
+        return self._start(args, out)
+
+    def loadAnomalyResult(self, job: MammoSynthRunner.EngineJob, source) -> MammoSynthMRML.AnomalyNodes:
+        """Heat map, label map and one "Mass" segment per finding, under the source's study."""
+        import MammoSynthStudy
+
+        if job.error:
+            raise RuntimeError(job.error)
+        folder = Path(((job.result or {}).get("outputs") or [job.outputs[0]])[0])
+        lam = (job.result or {}).get("settings", {}).get("lam")
+        name = f"{source.GetName()} anomaly" + (f" (lambda {lam})" if lam is not None else "")
+        return MammoSynthStudy.load_anomaly(slicer.mrmlScene, folder, source, name=name)
+
+    @staticmethod
+    def relabelAnomaly(nodes: MammoSynthMRML.AnomalyNodes, threshold: float) -> int:
+        """Findings again at a new threshold from the heat map already loaded; returns their number."""
+        import MammoSynthStudy
+
+        return MammoSynthStudy.relabel_anomaly(nodes, threshold)
+
+    def startDualView(self, complete=None, model=None, seed: int = 0, laterality: str = "L", size: int = 0,
+                      preset: str = "fast", device: str = "auto", outputDirectory=None) -> MammoSynthRunner.EngineJob:
+        """A synthetic CC/MLO pair, or with `complete` (a CC or MLO volume) its missing view, in the background.
+        For completion `laterality` is passed only when the source's header does not give one."""
+        import MammoSynthStudy
+
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        kind = "complete" if complete is not None else "dualview"
+        out = self._outputFolder(outputDirectory) / f"{kind}-{stamp}-seed{int(seed)}"
+        known = self.sourcePath(complete) if complete is not None else None
+        if complete is not None and MammoSynthStudy.view_info(complete)[0]:
+            laterality = None
+        args = self.dualviewArguments(str(out), known, self._pathOrNone(model), seed, laterality, size, preset,
+                                      device)
+        return self._start(args, out)
+
+    def loadDualViewResult(self, job: MammoSynthRunner.EngineJob, source=None) -> list:
+        """The generated views as volumes: a pair under its own synthetic study, a completed view under the
+        source's study."""
+        import MammoSynthStudy
+
+        if job.error:
+            raise RuntimeError(job.error)
+        return MammoSynthStudy.load_dualview(slicer.mrmlScene, job.result or {}, source_node=source)
+
 
 #
 # Test
@@ -528,7 +742,8 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
 
 
 class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
-    """Self-test in the application: MRML conversion in Slicer's scene, a tiny generate job, cancel."""
+    """Self-test in the application: MRML conversion in Slicer's scene, a tiny generate job, cancel, an anomaly map
+    with a tiny random bundle, a dual-view pair when the embedded dual-view bundle is installed."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -538,6 +753,10 @@ class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
         self.test_mrml_round_trip()
         self.setUp()
         self.test_generate_with_the_embedded_bundles()
+        self.setUp()
+        self.test_anomaly_with_a_tiny_bundle()
+        self.setUp()
+        self.test_dual_view_with_the_embedded_bundle()
 
     def test_mrml_round_trip(self):
         import numpy as np
@@ -574,3 +793,80 @@ class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(node.GetImageData())
         self.assertEqual(node.GetAttribute("MammoSynth.Synthetic"), "1")
         self.delayDisplay("Generate passed")
+
+    def test_anomaly_with_a_tiny_bundle(self):
+        import numpy as np
+
+        import MammoSynthStudy
+        from MammoSynthLogic import dicom_io
+
+        logic = SlicerMammoSynthLogic()
+        if logic.missingRequirements():
+            self.delayDisplay("Skipping the anomaly job: dependencies are not installed")
+            return
+        self.delayDisplay("Anomaly map with a tiny random bundle (CPU)")
+        folder = Path(tempfile.mkdtemp(prefix="MammoSynthTest-"))
+        rows, cols = np.mgrid[0:320, 0:256]
+        breast = ((rows - 160) / 150.0) ** 2 + (cols / 200.0) ** 2 < 1
+        pixels = np.where(breast, 0.5 + 0.1 * np.sin(rows / 7.0) * np.cos(cols / 5.0), 0.0).astype(np.float32)
+        dicom_io.write_synthetic_dicom(folder / "study" / "LCC.dcm", pixels, provenance={"model": "self-test"},
+                                       view="CC", laterality="L", spacing_mm=(0.1, 0.1))
+        self._tinyBundle(folder / "models" / "mambo-global")
+        views, errors = logic.loadFolder(str(folder / "study"))
+        self.assertEqual((len(views), errors), (1, []))
+        source = views[0].node
+
+        job = logic.startAnomaly(source, model=folder / "models", lam=500, threshold=0.3, seed=1, device="cpu",
+                                 outputDirectory=folder / "out")
+        events = job.wait(timeout=600)
+        self.assertTrue(any(e.get("type") == "progress" for e in events))
+        nodes = logic.loadAnomalyResult(job, source)
+        geometry = MammoSynthMRML.ijk_to_ras_of(source)
+        for node in (nodes.heat, nodes.labels):
+            self.assertTrue(np.allclose(MammoSynthMRML.ijk_to_ras_of(node), geometry))
+        self.assertEqual(MammoSynthMRML.volume_node_to_array(nodes.heat).shape, pixels.shape)
+        segmentation = nodes.segmentation.GetSegmentation()
+        record = json.loads((Path(job.result["outputs"][0]) / "anomaly.json").read_text())
+        self.assertEqual(segmentation.GetNumberOfSegments(), record["findings"])
+        for index in range(segmentation.GetNumberOfSegments()):
+            self.assertEqual(segmentation.GetNthSegment(index).GetTerminology(), MammoSynthMRML.MASS_TERMINOLOGY)
+        sh = MammoSynthMRML.subject_hierarchy(slicer.mrmlScene)
+        study = sh.GetItemParent(sh.GetItemByDataNode(source))
+        for node in (nodes.heat, nodes.labels, nodes.segmentation):
+            self.assertEqual(sh.GetItemParent(sh.GetItemByDataNode(node)), study)
+        labelled = int((MammoSynthMRML.volume_node_to_array(nodes.labels) > 0).sum())
+        self.assertEqual(labelled, record["label_pixels"])
+        logic.relabelAnomaly(nodes, 0.9)
+        self.assertLessEqual(int((MammoSynthMRML.volume_node_to_array(nodes.labels) > 0).sum()), labelled)
+        self.assertEqual(MammoSynthStudy.view_info(source)[:2], ("L", "CC"))
+        self.delayDisplay("Anomaly passed")
+
+    @staticmethod
+    def _tinyBundle(folder: Path) -> None:
+        """A ~20k-parameter random mambo-global bundle: enough to run the anomaly recipe end to end."""
+        import torch
+        from diffusers import DDPMScheduler, UNet2DModel
+
+        from MammoSynthLogic.bundles import save_bundle
+
+        torch.manual_seed(0)
+        unet = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                           layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+        save_bundle(folder, unet, scheduler, {"role": "mambo-global", "version": "self-test", "step": 0,
+                                              "training_data": "none (random weights)"})
+
+    def test_dual_view_with_the_embedded_bundle(self):
+        logic = SlicerMammoSynthLogic()
+        if logic.missingRequirements() or not Path(resourcePath("models/dualview/manifest.json")).is_file():
+            self.delayDisplay("Skipping the dual-view job: dependencies or the embedded dual-view bundle missing")
+            return
+        self.delayDisplay("Dual-view pair with the embedded bundle (CPU)")
+        job = logic.startDualView(seed=2, laterality="R", device="cpu")
+        job.wait(timeout=600)
+        nodes = logic.loadDualViewResult(job)
+        self.assertEqual(sorted(node.GetAttribute("MammoSynth.View") for node in nodes), ["CC", "MLO"])
+        sh = MammoSynthMRML.subject_hierarchy(slicer.mrmlScene)
+        self.assertEqual(len({sh.GetItemParent(sh.GetItemByDataNode(node)) for node in nodes}), 1)
+        self.delayDisplay("Dual view passed")

@@ -143,19 +143,33 @@ def test_engine_command_runs_the_package_with_json_progress():
     assert default_python() == sys.executable  # outside Slicer
 
 
-def _module_engine_arguments():
-    """`SlicerMammoSynthLogic.engineArguments` taken from the module source (the module itself needs Slicer)."""
+def _module_logic_function(name: str):
+    """A static method of `SlicerMammoSynthLogic` taken from the module source (the module itself needs Slicer)."""
     import ast
     import typing
 
     tree = ast.parse((ROOT / "SlicerMammoSynth" / "SlicerMammoSynth.py").read_text())
     logic = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SlicerMammoSynthLogic")
-    function = next(n for n in logic.body if isinstance(n, ast.FunctionDef) and n.name == "engineArguments")
+    function = next(n for n in logic.body if isinstance(n, ast.FunctionDef) and n.name == name)
     function.decorator_list = []
     tasks = next(n for n in tree.body if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "TASKS")
     namespace = {"Optional": typing.Optional}
     exec(compile(ast.Module([tasks, function], []), "SlicerMammoSynth.py", "exec"), namespace)
-    return namespace["engineArguments"]
+    return namespace[name]
+
+
+def _module_engine_arguments():
+    return _module_logic_function("engineArguments")
+
+
+def _engine_parser_with(*commands):
+    from MammoSynthLogic.cli import build_parser
+
+    parser = build_parser()
+    missing = set(commands) - set(parser._subparsers._group_actions[0].choices)
+    if missing:
+        pytest.skip(f"the engine has no {', '.join(sorted(missing))} command yet")
+    return parser
 
 
 def test_the_modules_engine_calls_parse_with_the_engines_command_line(tmp_path):
@@ -175,3 +189,35 @@ def test_the_modules_engine_calls_parse_with_the_engines_command_line(tmp_path):
     assert upscale.command == "upscale" and upscale.preset == "paper" and "/s.dcm" in map(str, vars(upscale).values())
     with pytest.raises(ValueError, match="source"):
         engine_arguments("Upscale", out)
+
+
+def test_the_modules_anomaly_call_parses_with_the_engines_anomaly_command(tmp_path):
+    parser = _engine_parser_with("anomaly")
+    anomaly_arguments = _module_logic_function("anomalyArguments")
+    out = tmp_path / "anomaly-1"
+    # the sliders hand over floats: lambda 640.0 must reach the engine as the int 640
+    command = anomaly_arguments("/s.dcm", str(out), model="/m", lam=640.0, threshold=0.45, level="native", seed=7,
+                                device="cpu")
+    args = parser.parse_args(engine_command(command)[3:])
+    assert (args.command, [str(p) for p in args.paths], str(args.out)) == ("anomaly", ["/s.dcm"], str(out))
+    assert (args.lam, args.threshold, args.level, args.model, args.seed, args.device) == \
+        (640, 0.45, "native", ["/m"], 7, "cpu")
+    assert args.progress_json
+    defaults = parser.parse_args(engine_command(anomaly_arguments("/s.dcm", str(out)))[3:])
+    assert (defaults.lam, defaults.threshold, defaults.level, defaults.model) == (700, 0.3, "global", None)
+    with pytest.raises(ValueError, match="source"):
+        anomaly_arguments("", str(out))
+
+
+def test_the_modules_dual_view_calls_parse_with_the_engines_dualview_command(tmp_path):
+    parser = _engine_parser_with("dualview")
+    dualview_arguments = _module_logic_function("dualviewArguments")
+    out = str(tmp_path / "pair")
+    pair = parser.parse_args(engine_command(dualview_arguments(out, seed=5, laterality="R", size=1024,
+                                                               model="/dv", preset="paper"))[3:])
+    assert (pair.command, str(pair.out), pair.complete, pair.seed, pair.laterality, pair.size, pair.model,
+            pair.preset) == ("dualview", out, None, 5, "R", 1024, "/dv", "paper")
+    assert pair.progress_json
+    complete = parser.parse_args(engine_command(dualview_arguments(out, complete="/cc.dcm", seed=1))[3:])
+    assert (str(complete.complete), complete.laterality, complete.size, complete.keep_identity) == \
+        ("/cc.dcm", None, None, False), "the generated view keeps a synthetic identity in its DICOM header"

@@ -13,12 +13,13 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtUiTools = pytest.importorskip("PySide6.QtUiTools")
-from PySide6.QtCore import Property, QBuffer, QByteArray, QIODevice  # noqa: E402
+from PySide6.QtCore import Property, QBuffer, QByteArray, QIODevice, Qt, Signal  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
 MODULE_FILE = ROOT / "SlicerMammoSynth" / "SlicerMammoSynth.py"
 PANEL_PNG = ROOT / "docs" / "images" / "slicer-panel.png"
+PANEL_SIZE = (440, 1240)
 
 
 # Stand-ins for Slicer's CTK/MRML widgets, registered under their class names: what Qt Designer would show.
@@ -41,11 +42,50 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):
     pass
 
 
+class ctkSliderWidget(QtWidgets.QWidget):
+    """A slider and a spin box of one float value, with ctkSliderWidget's properties and valueChanged(double)."""
+
+    valueChanged = Signal(float)
+    TICKS = 1000
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._slider = QtWidgets.QSlider(Qt.Horizontal)
+        self._slider.setRange(0, self.TICKS)
+        self._spin = QtWidgets.QDoubleSpinBox()
+        layout = QtWidgets.QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self._slider, 1)
+        layout.addWidget(self._spin)
+        self._spin.valueChanged.connect(self._from_spin)
+        self._slider.valueChanged.connect(
+            lambda tick: self._spin.setValue(self.minimum + (self.maximum - self.minimum) * tick / self.TICKS))
+
+    def _from_spin(self, value):
+        span = (self.maximum - self.minimum) or 1.0
+        self._slider.blockSignals(True)
+        self._slider.setValue(round((value - self.minimum) / span * self.TICKS))
+        self._slider.blockSignals(False)
+        self.valueChanged.emit(value)
+
+    def _set_range(self, low, high):
+        self._spin.setRange(low, high)
+        self._from_spin(self._spin.value())
+
+    decimals = Property(int, lambda self: self._spin.decimals(), lambda self, v: self._spin.setDecimals(v))
+    singleStep = Property(float, lambda self: self._spin.singleStep(), lambda self, v: self._spin.setSingleStep(v))
+    pageStep = Property(float, lambda self: self._spin.singleStep() * 10, lambda self, v: None)
+    minimum = Property(float, lambda self: self._spin.minimum(), lambda self, v: self._set_range(v, self.maximum))
+    maximum = Property(float, lambda self: self._spin.maximum(), lambda self, v: self._set_range(self.minimum, v))
+    value = Property(float, lambda self: self._spin.value(), lambda self, v: self._spin.setValue(v))
+
+
 class qMRMLWidget(QtWidgets.QWidget):
     pass
 
 
-SLICER_WIDGETS = {cls.__name__: cls for cls in (ctkCollapsibleButton, ctkPathLineEdit, qMRMLNodeComboBox, qMRMLWidget)}
+SLICER_WIDGETS = {cls.__name__: cls for cls in (ctkCollapsibleButton, ctkPathLineEdit, qMRMLNodeComboBox,
+                                                 ctkSliderWidget, qMRMLWidget)}
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +114,27 @@ def _ui_names_used_by_module() -> set[str]:
     return set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()))
 
 
-def _parameter_fields() -> dict[str, str]:
-    """Field name -> annotation source of the module's parameterNodeWrapper class."""
+def _parameter_fields() -> dict[str, tuple[str, list[ast.expr], object]]:
+    """Field name -> (value type, annotations, default) of the module's parameterNodeWrapper class."""
     for node in ast.walk(_module_tree()):
         if isinstance(node, ast.ClassDef) and node.name == "SlicerMammoSynthParameterNode":
-            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+            fields = {}
+            for field in (s for s in node.body if isinstance(s, ast.AnnAssign)):
+                annotation = field.annotation
+                if isinstance(annotation, ast.Subscript) and ast.unparse(annotation.value) == "Annotated":
+                    kind, *extras = annotation.slice.elts
+                    annotation = kind
+                else:
+                    extras = []
+                default = ast.literal_eval(field.value) if field.value is not None else None
+                fields[field.target.id] = (ast.unparse(annotation), extras, default)
+            return fields
     raise AssertionError("no SlicerMammoSynthParameterNode class in the module")
+
+
+def _connected_signals() -> set[tuple[str, str]]:
+    """(widget name, signal signature) of every `self.ui.NAME.connect("SIGNAL(...)", ...)` in the module."""
+    return set(re.findall(r'self\.ui\.(\w+)\.connect\("([\w]+\([\w, ]*\))"', MODULE_FILE.read_text()))
 
 
 def _module_constant(name: str) -> list[str]:
@@ -111,30 +166,60 @@ def test_every_widget_the_module_references_exists(app):
     widget = _load(app, register=False)
     names = {w.objectName() for w in widget.findChildren(QtWidgets.QWidget)}
     used = _ui_names_used_by_module()
-    assert {"applyButton", "progressBar", "logTextEdit", "viewsTable", "sourceVolumeSelector"} <= used
+    assert {"applyButton", "progressBar", "logTextEdit", "viewsTable", "sourceVolumeSelector", "anomalyButton",
+            "anomalyThresholdSlider", "heatOpacitySlider", "generatePairButton", "completeViewButton",
+            "anomalyModelPathLineEdit", "dualviewModelPathLineEdit"} <= used
     assert used <= names, f"referenced by SlicerMammoSynth.py but missing in the .ui: {sorted(used - names)}"
     widget.deleteLater()
 
 
+def test_every_signal_the_module_connects_exists(app):
+    """`self.ui.X.connect("valueChanged(double)", ...)`: X has that signal (CTK widgets: their stand-ins here)."""
+    widget = _load(app, register=True)
+    connected = _connected_signals()
+    assert ("anomalyThresholdSlider", "valueChanged(double)") in connected
+    assert ("generatePairButton", "clicked(bool)") in connected
+    for name, signal in connected:
+        child = widget.findChild(QtWidgets.QWidget, name)
+        assert child is not None, name
+        assert child.metaObject().indexOfSignal(signal) >= 0, f"{name} ({type(child).__name__}) has no {signal}"
+    widget.deleteLater()
+
+
 def test_parameter_node_fields_and_widgets_match(app):
+    """Each parameter has one widget of a kind Slicer's GUI connectors bind to its type; sliders and spin boxes
+    open on the parameter's range and default."""
     widget = _load(app, register=True)
     bound = {w.property("SlicerParameterName"): w for w in widget.findChildren(QtWidgets.QWidget)
              if w.property("SlicerParameterName")}
     fields = _parameter_fields()
     assert set(bound) == set(fields), f"widgets {sorted(bound)} vs parameters {sorted(fields)}"
     expected = {"vtkMRMLScalarVolumeNode": qMRMLNodeComboBox, "Path": ctkPathLineEdit, "int": QtWidgets.QSpinBox,
-                "Choice": QtWidgets.QComboBox}
-    for name, annotation in fields.items():
-        kind = next(k for k in expected if k in annotation)
-        assert isinstance(bound[name], expected[kind]), f"{name}: {annotation} bound to {type(bound[name]).__name__}"
+                "float": ctkSliderWidget, "str": QtWidgets.QComboBox}
+    for name, (kind, extras, default) in fields.items():
+        control = bound[name]
+        assert isinstance(control, expected[kind]), f"{name}: {kind} bound to {type(control).__name__}"
+        calls = {ast.unparse(e.func): e.args for e in extras if isinstance(e, ast.Call)}
+        if kind == "str":
+            assert "Choice" in calls, f"{name}: a combo box needs Choice(...)"
+            choices = _module_constant(calls["Choice"][0].id)
+            assert default in choices, f"{name}: default {default!r} not in {choices}"
+        if "WithinRange" in calls and kind in ("int", "float"):
+            low, high = (ast.literal_eval(a) for a in calls["WithinRange"])
+            span = (control.minimum(), control.maximum()) if kind == "int" else (control.minimum, control.maximum)
+            assert span == (low, high), f"{name}: widget range {span} differs from WithinRange({low}, {high})"
+            assert low <= default <= high
+            if kind == "float":
+                assert control.value == pytest.approx(default), f"{name}: the slider opens at {control.value}"
     widget.deleteLater()
 
 
 def test_panel_renders_to_the_docs_png(app):
     widget = _load(app, register=True)
     assert isinstance(widget, qMRMLWidget)
-    assert widget.findChild(ctkCollapsibleButton, "studyCollapsibleButton").title() == "Study"
-    # what the panel shows after loading the two-view study of one breast
+    titles = [w.title() for w in widget.findChildren(ctkCollapsibleButton)]
+    assert titles == ["Study", "Run settings", "Synthesis", "Anomaly", "Dual view", "Setup"]
+    # what the panel shows after loading the two-view study of one breast and starting an anomaly map of L CC
     widget.findChild(ctkPathLineEdit, "folderPathLineEdit").setText("/data/CBIS-DDSM/P_00001")
     table = widget.findChild(QtWidgets.QTableWidget, "viewsTable")
     rows = [("L CC", "2864 x 4432", "1.000 x 1.000", "L CC"), ("L MLO", "2848 x 4464", "1.000 x 1.000", "L MLO")]
@@ -145,25 +230,37 @@ def test_panel_renders_to_the_docs_png(app):
     table.resizeColumnsToContents()
     table.selectRow(0)
     widget.findChild(qMRMLNodeComboBox, "sourceVolumeSelector").addItems(["L CC", "L MLO"])
-    for name, constant in (("taskComboBox", "TASKS"), ("presetComboBox", "PRESETS"), ("deviceComboBox", "DEVICES")):
+    for name, constant in (("taskComboBox", "TASKS"), ("presetComboBox", "PRESETS"), ("deviceComboBox", "DEVICES"),
+                           ("anomalyLevelComboBox", "LEVELS"), ("dualviewLateralityComboBox", "LATERALITIES")):
         widget.findChild(QtWidgets.QComboBox, name).addItems(_module_constant(constant))
-    widget.findChild(QtWidgets.QComboBox, "taskComboBox").setCurrentText("Upscale")
     widget.findChild(QtWidgets.QSpinBox, "seedSpinBox").setValue(42)
-    apply = widget.findChild(QtWidgets.QPushButton, "applyButton")
-    apply.setText("Cancel")
-    apply.setEnabled(True)
-    widget.findChild(QtWidgets.QProgressBar, "progressBar").setRange(0, 24)
-    widget.findChild(QtWidgets.QProgressBar, "progressBar").setValue(9)
-    widget.findChild(QtWidgets.QLabel, "statusLabel").setText("patch tiles: 9/24")
+    threshold = widget.findChild(ctkSliderWidget, "anomalyThresholdSlider")
+    seen = []
+    threshold.valueChanged.connect(seen.append)
+    threshold.value = 0.35
+    assert seen == [pytest.approx(0.35)], "the threshold slider reports its value as valueChanged(double)"
+    for name, enabled, text in (("applyButton", False, "Generate"), ("anomalyButton", True, "Cancel"),
+                                ("generatePairButton", False, "Generate pair"),
+                                ("completeViewButton", False, "Complete missing view")):
+        button = widget.findChild(QtWidgets.QPushButton, name)
+        button.setEnabled(enabled)
+        button.setText(text)
+    widget.findChild(QtWidgets.QProgressBar, "progressBar").setRange(0, 50)
+    widget.findChild(QtWidgets.QProgressBar, "progressBar").setValue(31)
+    widget.findChild(QtWidgets.QLabel, "statusLabel").setText("anomaly: reconstruct: 31/50")
     widget.findChild(QtWidgets.QPlainTextEdit, "logTextEdit").setPlainText(
-        "loaded bundles mambo-global, mambo-local, mambo-patch (cpu)\nglobal image done (20 steps)")
+        "loaded bundle mambo-anomaly (cpu)\nL CC: breast mask, flipped, padded to 3840 x 3840")
     widget.findChild(QtWidgets.QLabel, "dependencyStatusLabel").setText("All dependencies installed")
     widget.findChild(QtWidgets.QPushButton, "installDependenciesButton").setEnabled(False)
-    widget.resize(440, 760)
+    widget.resize(PANEL_SIZE[0], PANEL_SIZE[1])
     widget.show()
     app.processEvents()
+    for name in ("anomalyLambdaSlider", "heatOpacitySlider", "dualviewSizeSpinBox", "completeViewButton"):
+        child = widget.findChild(QtWidgets.QWidget, name)
+        bottom = child.mapTo(widget, child.rect().bottomLeft()).y()
+        assert child.isVisible() and bottom < PANEL_SIZE[1], f"{name} is cut off in the picture"
     image = widget.grab().toImage()
-    assert image.width() == 440 and image.height() == 760
+    assert (image.width(), image.height()) == PANEL_SIZE
     PANEL_PNG.parent.mkdir(parents=True, exist_ok=True)
     assert image.save(str(PANEL_PNG), "PNG")
     assert PANEL_PNG.stat().st_size > 5000
