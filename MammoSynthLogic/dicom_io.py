@@ -436,6 +436,8 @@ def write_synthetic_dicom(
     )
     image.Modality = "MG"
     image.PatientOrientation = list(orientation)
+    if "Laterality" not in image:  # Type 2C for a paired body part (BREAST): present, empty when unknown
+        image.Laterality = ""
     image.ImageType = ["DERIVED", "SECONDARY"]
     image.ConversionType = "SYN"
     image.SeriesDescription = series_description[:64]

@@ -40,6 +40,12 @@ def test_source_identity_only_when_asked(tmp_path, real_dicom):
     assert ds.SeriesDescription.startswith("SYNTHETIC")
 
 
+def test_unknown_laterality_still_validates(tmp_path):
+    path = write_synthetic_dicom(tmp_path / "u.dcm", np.zeros((128, 128)), provenance={"seed": 0})
+    assert dciodvfy_errors(path) == []
+    assert read_mammogram(path).laterality is None
+
+
 def test_one_study_for_several_files(tmp_path):
     study = SyntheticStudy.new(seed=3)
     a = write_synthetic_dicom(tmp_path / "cc.dcm", np.zeros((128, 128)), provenance={"seed": 3}, view="CC", laterality="L", study=study)

@@ -1,0 +1,1 @@
+"""Diffusion pipelines, one file each (diffusers style): `mambo` = MAMBO full-resolution synthesis."""

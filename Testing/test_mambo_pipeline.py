@@ -1,0 +1,166 @@
+"""MAMBO 3-stage pipeline and the generate/upscale commands with tiny random bundles (s = 32, k = 3)."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from MammoSynthLogic import tiling
+from MammoSynthLogic.bundles import load_mambo_set
+from MammoSynthLogic.errors import Cancelled
+from MammoSynthLogic.pipelines import mambo
+from MammoSynthLogic.pipelines.mambo import BACKGROUND, MamboPipeline, MamboSettings
+from MammoSynthLogic.progress import Reporter
+from tiny_bundles import make_tiny_mambo_set
+
+torch.set_num_threads(1)
+S = 32
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory):
+    return make_tiny_mambo_set(tmp_path_factory.mktemp("bundles"), size=S, k=3)
+
+
+@pytest.fixture(scope="module")
+def pipe(bundle_dir):
+    return MamboPipeline(*load_mambo_set([str(bundle_dir)]))
+
+
+def quick(preset="fast", **kw):
+    return MamboSettings.preset(preset, **{"steps": 4, "global_steps": 4, "overlap": 8, **kw})
+
+
+def breast_like(size: int) -> np.ndarray:
+    """A half-disc 'breast' against the left edge, background zero elsewhere."""
+    yy, xx = np.mgrid[:size, :size]
+    img = np.where((yy - size / 2) ** 2 + xx ** 2 < (0.4 * size) ** 2, 0.6, 0.0)
+    return img.astype(np.float32)
+
+
+def test_same_seed_same_image_other_seed_differs(pipe):
+    a = pipe(100, 3, quick()).image
+    b = pipe(100, 3, quick()).image
+    c = pipe(100, 4, quick()).image
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_wavefront_batches_equal_sequential_tiles(pipe):
+    seq = pipe(100, 1, quick("paper", tiling="sequential"))
+    wave = pipe(100, 1, quick("paper", tiling="wavefront"))
+    np.testing.assert_allclose(wave.mid, seq.mid, atol=2e-3)
+    np.testing.assert_allclose(wave.image, seq.image, atol=2e-3)
+    assert wave.counters["full"].batches < seq.counters["full"].batches
+    assert wave.counters["full"].forwards == seq.counters["full"].forwards
+
+
+def test_overlaps_of_finished_tiles_match(pipe, monkeypatch):
+    """Every tile's own result over pixels finished by earlier tiles equals those pixels in the final canvas."""
+    records = []
+    real_sample = mambo.sample
+
+    def spy(*args, **kwargs):
+        out = real_sample(*args, **kwargs)
+        if "known" in kwargs:  # tile batches (the global image has none)
+            records.append((out.clone(), kwargs["known"].clone(), kwargs["known_mask"].clone()))
+        return out
+
+    monkeypatch.setattr(mambo, "sample", spy)
+    pipe(100, 2, quick("paper", skip_background=False))
+    assert sum(bool(m.any()) for _, _, m in records) >= 8
+    for out, known, mask in records:
+        assert torch.equal(out[mask], known[mask])
+
+
+@pytest.mark.parametrize("mode", ["parallel", "wavefront", "sequential"])
+def test_size_not_divisible_by_stride_has_no_missing_rows(pipe, mode):
+    size = 101  # stride 24 with s = 32, overlap 8: positions 0, 24, 48, 69
+    assert (size - S) % (S - 8)
+    settings = quick(tiling=mode, skip_background=False)
+    canvas = pipe.run_stage("full", pipe.patch, (size, size), lambda t: np.zeros((2, S, S), np.float32),
+                            np.ones((size, size), bool), 0, settings, mambo.Counter(), {}, Reporter())
+    assert canvas.shape == (size, size)
+    assert not np.any(np.all(canvas == BACKGROUND, axis=1)) and not np.any(np.all(canvas == BACKGROUND, axis=0))
+    result = pipe(size, 0, quick(tiling=mode))
+    assert result.image.shape == (size, size) and result.mid.shape == (34, 34)
+
+
+@pytest.mark.parametrize("mode", ["parallel", "sequential"])
+def test_skipped_tiles_stay_background(pipe, mode):
+    """Super-resolution of a half-disc: mid-resolution tiles outside the breast are not denoised, stay background."""
+    result = pipe.upscale(breast_like(288), 5, quick(tiling=mode))
+    active, total = result.tiles["mid"]
+    assert 0 < active < total
+    mask = mambo.background_mask(result.global_image, (96, 96))
+    covered = np.zeros((96, 96), bool)
+    for t in tiling.active(tiling.grid(96, 96, S, 8), mask):
+        covered[t.slices] = True
+    assert (~covered).sum() > 500 and np.all(result.mid[~covered] == 0.0)
+    assert np.any(result.mid[covered] != 0.0)
+
+
+def test_unet_counts_match_the_grid_formula(pipe):
+    st = quick(skip_background=False, chunk=1000)
+    r = pipe(100, 0, st)
+    expected = mambo.expected_counts(100, S, 3, st)
+    assert mambo.forwards(r.counters) == expected["unet_forwards"]
+    assert mambo.sequential_batches(r.counters) == expected["sequential_unet_batches"] == 3 * 4
+
+
+def _run_cli(argv, reporter=None):
+    from MammoSynthLogic.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.func(args, reporter or Reporter())
+
+
+def test_generate_dicom_is_valid_synthetic_and_records_seed(bundle_dir, tmp_path, dciodvfy_errors_fn):
+    from MammoSynthLogic.dicom_io import read_provenance
+
+    out = tmp_path / "synth.dcm"
+    assert _run_cli(["generate", "--model", str(bundle_dir), "--size", "100", "--seed", "11", "--steps", "3",
+                     "--overlap", "8", "--out", str(out)]) == 0
+    assert dciodvfy_errors_fn(out) == []
+    prov = read_provenance(out)
+    assert prov["seed"] == 11 and prov["settings"]["steps"] == 3 and prov["settings"]["overlap"] == 8
+    assert prov["size"] == 100 and len(prov["models"]) == 3
+    import pydicom
+    ds = pydicom.dcmread(out)
+    assert (ds.Rows, ds.Columns) == (100, 100) and "SYNTHETIC" in ds.SeriesDescription.upper()
+
+
+def test_cancel_leaves_no_file(bundle_dir, tmp_path):
+    cancel = threading.Event()
+    calls = []
+
+    def callback(stage, done, total):
+        calls.append(stage)
+        if len(calls) == 6:  # inside the mid-resolution stage
+            cancel.set()
+
+    out = tmp_path / "never.png"
+    with pytest.raises(Cancelled):
+        _run_cli(["generate", "--model", str(bundle_dir), "--size", "100", "--seed", "1", "--steps", "4",
+                  "--overlap", "8", "--out", str(out)], Reporter(callback, cancel))
+    assert len(calls) == 6 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_upscale_real_dicom_maps_back_to_source_frame(bundle_dir, tmp_path, real_dicom):
+    from MammoSynthLogic.dicom_io import read_mammogram
+
+    out = tmp_path / "sr.nrrd"
+    assert _run_cli(["upscale", str(real_dicom), "--model", str(bundle_dir), "--size", "96", "--seed", "2",
+                     "--steps", "2", "--overlap", "8", "--out", str(out)]) == 0
+    import nrrd
+    data, _ = nrrd.read(str(out), index_order="C")
+    src = read_mammogram(real_dicom)
+    assert data.shape == (src.rows, src.columns) and 0 <= data.min() and data.max() <= 1
+
+
+@pytest.fixture
+def dciodvfy_errors_fn():
+    from conftest import dciodvfy_errors
+
+    return dciodvfy_errors
