@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mammosynth",
         description="Diffusion-based mammography synthesis: inspect and prepare DICOM mammograms, "
-        "generate full-resolution synthetic mammograms, anomaly maps, lesion inpainting, CC/MLO pairs.",
+        "generate full-resolution synthetic mammograms, anomaly maps, CC/MLO pairs, reader studies.",
     )
     parser.add_argument("--version", action="version", version=f"mammosynth {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -1,0 +1,105 @@
+"""`mammosynth batch-generate`: many MAMBO images, seeds sharded over the processes of torchrun / accelerate launch."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+ORDER = 25
+
+
+def register(sub, parents) -> None:
+    p = sub.add_parser("batch-generate", parents=parents, help="many MAMBO images, sharded over processes and GPUs",
+                       description="Generate N synthetic full-resolution mammograms with seeds S, S+1, ..., S+N-1 into "
+                       "one folder (files named by seed, each with its provenance). Under `torchrun --nproc_per_node "
+                       "G` or `accelerate launch` the seeds are split across processes, GPUs and machines. A run that "
+                       "is stopped and started again skips the images already written. manifest.csv lists every "
+                       "image with its seed and parameters. Sampling options: see `mammosynth generate --help`.")
+    p.add_argument("--count", "--n", dest="n", type=int, metavar="N",
+                   help="number of images (seeds seed-start .. seed-start+N-1); under torchrun write --count: "
+                   "torchrun's own parser takes --n for one of its options")
+    p.add_argument("--seed-start", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--format", choices=["dcm", "png", "nrrd"], default="dcm",
+                   help="dcm (default: provenance in the header), png (16-bit) or nrrd (provenance in a .json beside)")
+    p.add_argument("--size", type=int, help="side of the square images (default: from the bundles, s·k²)")
+    p.add_argument("--model", nargs="+", metavar="DIR_OR_HUB_ID",
+                   help="mambo-global/-local/-patch bundles (default: the embedded ones in Resources/models)")
+    p.add_argument("--preset", choices=["fast", "paper"], default="fast", help="sampling preset (default fast)")
+    p.add_argument("--steps", type=int, help="denoising steps per stage")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")
+    p.add_argument("--tiling", choices=["parallel", "wavefront", "sequential"], help="override the preset's tiling")
+    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
+    p.add_argument("--batch", type=int, help="tiles per U-Net call (memory bound; results do not depend on it)")
+    p.add_argument("--rebuild-manifest", action="store_true",
+                   help="only rewrite manifest.csv from the images in --out (e.g. after a crashed run)")
+    p.set_defaults(func=run)
+
+
+def _run_config(args, pipe, settings, size: int) -> dict:
+    """What must not change between a run and its restart (results do not depend on --batch)."""
+    kept = {k: v for k, v in dataclasses.asdict(settings).items() if k != "chunk"}
+    models = [{k: b.describe()[k] for k in ("role", "version", "step", "weights_sha256")}
+              for b in (pipe.global_, pipe.local, pipe.patch)]
+    return {"pipeline": "mambo", "format": args.format, "size": size, "laterality": "L", "settings": kept,
+            "models": models}
+
+
+def run(args: argparse.Namespace, reporter) -> int:
+    from MammoSynthLogic import batch
+    from MammoSynthLogic.errors import MammoSynthError
+    from MammoSynthLogic.progress import emit_result
+
+    rank = batch.current_rank()
+    if args.rebuild_manifest:
+        if rank.rank == 0:
+            path, count = batch.write_manifest(args.out)
+            reporter.log(f"wrote {path} ({count} images)")
+        return 0
+    if args.n is None or args.n < 1:
+        raise MammoSynthError("--count", "give the number of images to generate (a positive number)")
+    with batch.process_group(rank):  # joined first: a launch problem shows before any model is loaded
+        done, manifest = _generate(args, rank, reporter)
+    summary = {"rank": rank.rank, "world_size": rank.world, **{k: len(v) for k, v in done.items()}}
+    if manifest is not None:
+        summary.update(manifest=str(manifest[0]), images_in_folder=manifest[1])
+    if args.progress_json:
+        emit_result(summary)
+    else:
+        print(json.dumps(summary))
+    return 0
+
+
+def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Path, int] | None]:
+    """This rank's shard, the barrier, and on rank 0 the manifest of the whole folder."""
+    import torch
+
+    from MammoSynthLogic import batch
+    from MammoSynthLogic.commands.generate import _pipeline, _provenance, _settings
+
+    out: Path = args.out
+    if torch.cuda.is_available() and args.device in ("auto", "cuda"):
+        torch.cuda.set_device(rank.local % torch.cuda.device_count())  # "cuda" below is this rank's GPU
+    settings = _settings(args)
+    pipe = _pipeline(args)
+    size = args.size or pipe.default_size()
+    out.mkdir(parents=True, exist_ok=True)
+    batch.check_run(out, _run_config(args, pipe, settings, size))
+    seeds = batch.shard(range(args.seed_start, args.seed_start + args.n), rank)
+
+    def make(seed: int, inner):
+        start = time.time()
+        result = pipe(size, seed, settings, inner)
+        provenance = _provenance("batch-generate", pipe, seed, result, time.time() - start, size=size,
+                                 laterality="L", batch={"rank": rank.rank, "world_size": rank.world,
+                                                        "seed_start": args.seed_start, "n": args.n})
+        return result.image, provenance
+
+    def dicom_options(seed: int) -> dict:
+        return {"laterality": "L", "breast_side": "left", "series_description": f"SYNTHETIC MAMBO {size}px seed {seed}"}
+
+    done = batch.generate_shard(seeds, out, args.format, make, reporter, dicom_options)
+    batch.barrier(rank)
+    return done, (batch.write_manifest(out) if rank.rank == 0 else None)

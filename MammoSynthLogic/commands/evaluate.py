@@ -1,0 +1,107 @@
+"""`mammosynth evaluate KIND`: offline metrics, one sub-command per kind of evaluation.
+
+Each kind is a function that adds its parser to the `evaluate` sub-parsers; `EVALUATORS` lists them. A kind's run
+function returns a JSON-ready dict and a Markdown text, and `write_report` writes both into `--out`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable
+
+ORDER = 80
+
+
+def write_report(out: Path, name: str, result: dict, markdown: str) -> dict[str, Path]:
+    """`NAME.json` and `NAME.md` in `out`, written atomically."""
+    from MammoSynthLogic.fileio import write_text_atomic
+
+    paths = {"json": out / f"{name}.json", "markdown": out / f"{name}.md"}
+    write_text_atomic(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
+    write_text_atomic(paths["markdown"], markdown)
+    return paths
+
+
+def finish(args: argparse.Namespace, name: str, result: dict, markdown: str) -> int:
+    """Write the report and tell the user where it is (a result line with --progress-json, else the table)."""
+    from MammoSynthLogic.progress import emit_result
+
+    paths = write_report(args.out, name, result, markdown)
+    if args.progress_json:
+        emit_result({"outputs": [str(p) for p in paths.values()]})
+    else:
+        print(markdown)
+    return 0
+
+
+def add_generation(kinds, parents) -> None:
+    p = kinds.add_parser("generation", parents=parents, help="synthetic vs real images: FID/KID, LPIPS, MS-SSIM, KS",
+                         description="Compare a folder of synthetic mammograms with a folder of real ones: FID and KID "
+                         "on whole images and on full-resolution patches (random inside the breast, and ROI patches "
+                         "at the same places of same-named pairs; MAMBO Table 1), LPIPS, MS-SSIM diversity (MAM-E "
+                         "Table 3), and KS tests of breast area and intensity. Weights are read from local files only.")
+    p.add_argument("--real", required=True, type=Path, metavar="DIR", help="real images (.dcm, .png, .nrrd)")
+    p.add_argument("--synthetic", required=True, type=Path, metavar="DIR", help="synthetic images")
+    p.add_argument("--features", type=Path, metavar="FILE", help="FID Inception-v3 weights (safetensors; without it "
+                   "FID/KID are skipped)")
+    p.add_argument("--lpips-weights", type=Path, metavar="FILE", help="LPIPS weights (safetensors; without it LPIPS "
+                   "is skipped)")
+    p.add_argument("--size", type=int, help="resize every prepared square to N×N first, so that both sets share a "
+                   "pixel scale (default: native resolution)")
+    p.add_argument("--global-size", type=int, default=256, help="side of the whole-image versions (default 256)")
+    p.add_argument("--patch-size", type=int, default=256, help="side of full-resolution patches (default 256 = s)")
+    p.add_argument("--patches", type=int, default=4, help="random patches per image (default 4, as MAMBO)")
+    p.add_argument("--diversity-images", type=int, default=100,
+                   help="images per set (a random subset) whose pairs give MS-SSIM/LPIPS diversity (default 100)")
+    p.add_argument("--max-pairs", type=int, default=1000, help="at most this many of those pairs (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of patch positions, pairs and KID subsets")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="writes generation.json and generation.md")
+    p.set_defaults(func=run_generation)
+
+
+def run_generation(args: argparse.Namespace, reporter) -> int:
+    import torch
+
+    from MammoSynthLogic.devices import select_device
+    from MammoSynthLogic.errors import MammoSynthError
+    from MammoSynthLogic.metrics.generation import evaluate_generation, generation_markdown
+    from MammoSynthLogic.metrics.images import SummaryOptions
+
+    for flag in ("global_size", "patch_size", "patches", "max_pairs", "diversity_images"):
+        if getattr(args, flag) < 1:
+            raise MammoSynthError(f"--{flag.replace('_', '-')}", "must be a positive number")
+    torch.set_grad_enabled(False)
+    options = SummaryOptions(size=args.size, global_size=args.global_size, patch_size=args.patch_size,
+                             patches=args.patches, seed=args.seed)
+    result = evaluate_generation(args.real, args.synthetic, features=args.features, lpips=args.lpips_weights,
+                                 options=options, max_pairs=args.max_pairs,
+                                 diversity_images=args.diversity_images, reporter=reporter,
+                                 device=select_device(args.device))
+    return finish(args, "generation", result, generation_markdown(result))
+
+
+def add_dualview(kinds, parents) -> None:
+    from MammoSynthLogic import dualview_metrics
+
+    p = kinds.add_parser("dualview", parents=parents, help="CC/MLO consistency: Otsu-mask IoU/DSC, EMD and KS",
+                         description="Otsu breast masks per view, IoU and DSC between the CC and MLO masks of each "
+                         "real and synthetic pair, the two distributions compared with EMD and the two-sample KS test, "
+                         "a violin plot (the dual-view DDPM papers' Tables 1-2).")
+    dualview_metrics.add_arguments(p)
+    p.set_defaults(func=dualview_metrics.run)
+
+
+EVALUATORS: dict[str, Callable] = {
+    "generation": add_generation,
+    "dualview": add_dualview,
+}
+
+
+def register(sub, parents) -> None:
+    p = sub.add_parser("evaluate", help="offline metrics (FID/KID, LPIPS, MS-SSIM, KS, ...)",
+                       description="Offline evaluation; every weights file is local. Kinds: " + ", ".join(EVALUATORS))
+    kinds = p.add_subparsers(dest="evaluation", metavar="KIND")
+    kinds.required = True
+    for add in EVALUATORS.values():
+        add(kinds, parents)
