@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from dicom_factory import dciodvfy_errors  # noqa: F401  (re-exported for tests that import it from here)
-
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # One intra-op thread per test process: with pytest-xdist or any other load on the 2 cores, torch's spinning
 # OpenMP threads slow small U-Nets down fifty-fold (measured: 0.53 s vs 0.011 s per 32² forward).

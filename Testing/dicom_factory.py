@@ -8,7 +8,6 @@ from typing import Optional
 
 import numpy as np
 import pytest
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

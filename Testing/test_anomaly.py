@@ -109,3 +109,32 @@ def test_bad_lambda_and_missing_model_are_one_line_errors(real_dicoms, tmp_path)
     proc = _run("anomaly", real_dicoms[0], "--out", tmp_path / "x", "--model", tmp_path)
     assert proc.returncode != 0 and "no model bundle" in proc.stderr and proc.stderr.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def embedded_global():
+    from MammoSynthLogic.bundles import default_bundle_dir
+
+    return load_bundle(default_bundle_dir() / "mambo-global")
+
+
+def _embedded_settings(bundle) -> AnomalySettings:
+    measured = bundle.manifest["anomaly"]  # the embedded bundle's card measured its best λ and floor
+    return AnomalySettings(lam=measured["lambda"], min_difference=measured["min_difference"], steps=25)
+
+
+@pytest.mark.parametrize("index", [0, 2])  # LCC and RCC: both were training images of the embedded model
+def test_embedded_model_a_training_image_gives_a_near_empty_map(embedded_global, real_dicoms, index):
+    image = read_mammogram(real_dicoms[index])
+    result = AnomalyPipeline(embedded_global)(prepare(image), _embedded_settings(embedded_global), 1)
+    assert result.labels[breast_mask(image.pixels)].mean() < 0.03
+
+
+@pytest.mark.parametrize("index", [0, 2])
+def test_embedded_model_an_inserted_bright_mass_is_detected(embedded_global, real_dicoms, index):
+    image = read_mammogram(real_dicoms[index])
+    with_mass, truth = _mass_image(image, radius_fraction=0.06)
+    result = AnomalyPipeline(embedded_global)(prepare(dataclasses.replace(image, pixels=with_mass)),
+                                              _embedded_settings(embedded_global), 1)
+    assert iou(result.labels, truth) > 0.4
+    assert (result.labels & truth).sum() > 0.5 * truth.sum()

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from dicom_factory import bad_inputs, mammogram_dataset, save, synthetic_breast
 

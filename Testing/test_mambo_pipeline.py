@@ -161,6 +161,6 @@ def test_upscale_real_dicom_maps_back_to_source_frame(bundle_dir, tmp_path, real
 
 @pytest.fixture
 def dciodvfy_errors_fn():
-    from conftest import dciodvfy_errors
+    from dicom_factory import dciodvfy_errors
 
     return dciodvfy_errors

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from conftest import dciodvfy_errors
+from dicom_factory import dciodvfy_errors
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.dicom_io import write_synthetic_dicom
 from MammoSynthLogic.reader_study.prepare import prepare_study

@@ -105,8 +105,6 @@ def run_one(src: Path, out: Path, pipe, settings, seed: int, reporter) -> dict:
 def run(args: argparse.Namespace, reporter) -> int:
     import dataclasses
 
-    import torch
-
     from MammoSynthLogic.anomaly import AnomalySettings
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.dicom_io import find_dicoms
@@ -123,7 +121,6 @@ def run(args: argparse.Namespace, reporter) -> int:
     if not files:
         return 2
     device = select_device(args.device)
-    torch.set_grad_enabled(False)
     pipe = AnomalyPipeline(*_bundles(args.model, args.level, device), device=device)
     measured = pipe.global_.manifest.get("anomaly", {})  # the model's own best settings, when its card measured them
     settings = AnomalySettings(

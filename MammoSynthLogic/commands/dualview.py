@@ -75,8 +75,6 @@ def _known_view(args, image) -> str:
 
 
 def run(args: argparse.Namespace, reporter) -> int:
-    import torch
-
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.pipelines.dualview import DualViewPipeline, DualViewSettings
@@ -85,7 +83,6 @@ def run(args: argparse.Namespace, reporter) -> int:
         raise MammoSynthError("--copy-known/--keep-identity/--view/--resample", "these only apply with --complete")
     settings = DualViewSettings.preset(args.preset, sampler=args.sampler, steps=args.steps, resample=args.resample)
     device = select_device(args.device)
-    torch.set_grad_enabled(False)
     pipe = DualViewPipeline(load_dualview_bundle(args.model, device), device=device)
     size = args.size or pipe.s
     if size < pipe.s:

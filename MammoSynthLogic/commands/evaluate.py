@@ -61,8 +61,6 @@ def add_generation(kinds, parents) -> None:
 
 
 def run_generation(args: argparse.Namespace, reporter) -> int:
-    import torch
-
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.metrics.generation import evaluate_generation, generation_markdown
@@ -71,7 +69,6 @@ def run_generation(args: argparse.Namespace, reporter) -> int:
     for flag in ("global_size", "patch_size", "patches", "max_pairs", "diversity_images"):
         if getattr(args, flag) < 1:
             raise MammoSynthError(f"--{flag.replace('_', '-')}", "must be a positive number")
-    torch.set_grad_enabled(False)
     options = SummaryOptions(size=args.size, global_size=args.global_size, patch_size=args.patch_size,
                              patches=args.patches, seed=args.seed)
     result = evaluate_generation(args.real, args.synthetic, features=args.features, lpips=args.lpips_weights,

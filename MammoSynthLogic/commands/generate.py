@@ -57,14 +57,11 @@ def _settings(args):
 
 
 def _pipeline(args):
-    import torch
-
     from MammoSynthLogic.bundles import load_mambo_set
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.pipelines.mambo import MamboPipeline
 
     device = select_device(args.device)
-    torch.set_grad_enabled(False)
     return MamboPipeline(*load_mambo_set(args.model, device=device), device=device)
 
 

@@ -1,0 +1,94 @@
+"""Train the dual-view (MammoRGB) model with the shared training loop (`fit.train`).
+
+    python -m mammosynth_training.dualview_fit --config training/configs/dualview-paper.yaml \
+        --set data.dicom_dirs=[/data/dicoms] --set init_from=google/ddpm-celebahq-256
+
+The config is an ordinary training config with `role: dualview`: `data.dicom_dirs` (pairs grouped by patient, study
+and laterality) or `data.pairs_csv` (columns cc, mlo), `data.blue_channel` (diff | sum | zero) and `init_from` (a
+bundle, a diffusers UNet folder or a hub id; empty = from scratch). All three channels are noised and carry the loss.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from .config import TrainConfig, load_config
+from .dualview_data import DualViewDataset, find_pairs
+
+MODEL_FIELDS = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "norm_num_groups",
+                "attention_head_dim")
+
+
+def load_base_unet(ref: str):
+    """UNet2DModel from a bundle folder (its unet/), a diffusers UNet or pipeline folder, or a hub id; safetensors."""
+    from diffusers import UNet2DModel
+
+    path = Path(ref).expanduser()
+    if (path / "unet" / "config.json").is_file():
+        path = path / "unet"
+    if path.exists():
+        return UNet2DModel.from_pretrained(path, use_safetensors=True)
+    try:  # hub id: google/ddpm-celebahq-256 keeps the U-Net at the repository root
+        return UNet2DModel.from_pretrained(ref, use_safetensors=True)
+    except OSError:
+        return UNet2DModel.from_pretrained(ref, subfolder="unet", use_safetensors=True)
+
+
+def base_model(config: TrainConfig):
+    """The U-Net to fine-tune (config.init_from), its layout copied into config.model; None = from scratch."""
+    if not config.init_from:
+        return None
+    unet = load_base_unet(config.init_from)
+    c = unet.config
+    size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+    if c.in_channels != 3 or c.out_channels != 3:
+        raise ValueError(f"{config.init_from}: a dual-view model needs 3 channels in and out, "
+                         f"this one has {c.in_channels}/{c.out_channels}")
+    if size != config.image_size:
+        raise ValueError(f"{config.init_from}: trained at {size} px, the config says image_size {config.image_size}")
+    for name in MODEL_FIELDS:
+        value = getattr(c, name)
+        if value is not None:
+            setattr(config.model, name, tuple(value) if isinstance(value, (list, tuple)) else value)
+    return unet
+
+
+def build_dataset(config: TrainConfig, log=print) -> DualViewDataset:
+    """Encoded pairs of config.data (DICOM folders or CSV) at config.image_size."""
+    d = config.data
+    pairs = find_pairs(d.dicom_dirs, d.pairs_csv or None, log)
+    log(f"{len(pairs)} CC/MLO pairs: " + ", ".join("/".join(p.key) for p in pairs[:8])
+        + (" ..." if len(pairs) > 8 else ""))
+    return DualViewDataset.from_pairs(pairs, config.image_size, blue=d.blue_channel, seed=config.seed,
+                                      intensity_jitter=d.intensity_jitter)
+
+
+def train_dualview(config: TrainConfig, resume: str | None = "latest") -> dict:
+    """fit.train with the dual-view dataset and (optionally) a pretrained U-Net; previews off (3-channel samples
+    are made with `mammosynth dualview` instead)."""
+    from .fit import train
+
+    if config.role != "dualview":
+        raise ValueError(f"role must be dualview for dual-view training, not {config.role!r}")
+    config.preview_every = 0
+    model = base_model(config)
+    return train(config, resume=resume, dataset=build_dataset(config), model=model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m mammosynth_training.dualview_fit` (also under accelerate launch / torchrun)."""
+    from .fit import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m mammosynth_training.dualview_fit",
+                                     description="Train the dual-view CC/MLO model (MammoRGB encoding).")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    result = train_dualview(load_config(args.config, args.set), resume=args.resume)
+    if result["export_dir"]:
+        print(f"exported {result['export_dir']}")
+    return 0 if math.isfinite(result["loss"]) or result["step"] == 0 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

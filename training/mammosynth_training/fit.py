@@ -1,0 +1,235 @@
+"""The training loop on accelerate (one CPU, one or many GPUs, several machines).
+
+Run it as `mammosynth-train fit --config cfg.yaml`, `accelerate launch -m mammosynth_training.fit --config cfg.yaml`
+or `torchrun --nproc_per_node N -m mammosynth_training.fit --config cfg.yaml`.
+Noise goes on channel 0 only, the context channels stay clean, and the loss covers channel 0 only (MAMBO Alg. 1).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainConfig, load_config, save_config
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.json"
+EMA_DIR = "ema_unet"
+
+
+def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
+    """Finished checkpoints of a run, oldest first."""
+    root = Path(output_dir) / CHECKPOINTS
+    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
+
+
+def _resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:
+    if resume in (None, "", "none"):
+        return None
+    if resume == "latest":
+        found = checkpoint_dirs(config.output_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{path}: not a checkpoint (no {STATE_FILE})")
+    return path
+
+
+def noisy_input(x0: torch.Tensor, alphas_cumprod: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Forward process on channel 0 only; the context channels 1.. are copied clean (MAMBO Alg. 1)."""
+    a = alphas_cumprod[t].view(-1, 1, 1, 1).to(x0.dtype)
+    n = noise.shape[1]  # channels to noise: 1 for MAMBO, all for a dual-view image
+    return torch.cat([a.sqrt() * x0[:, :n] + (1 - a).sqrt() * noise, x0[:, n:]], dim=1)
+
+
+def diffusion_loss(model, x0: torch.Tensor, alphas_cumprod: torch.Tensor, noise: torch.Tensor,
+                   t: torch.Tensor) -> torch.Tensor:
+    """MSE between the noise and the U-Net's channel-0 prediction (the context channels carry no loss)."""
+    pred = model(noisy_input(x0, alphas_cumprod, noise, t), t).sample[:, :noise.shape[1]]
+    return F.mse_loss(pred.float(), noise.float())
+
+
+def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, model=None) -> dict:
+    """Train until max_steps (or max_minutes); return {'step', 'loss', 'output_dir', 'export_dir', 'minutes'}."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from diffusers import UNet2DModel
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    from .cache import load_images
+    from .datasets import MamboDataset, StepSampler
+    from .export import export_bundle
+    from .models import build_noise_scheduler, build_unet
+    from .previews import denoise_channel0, preview_grid, preview_scheduler, save_preview
+
+    started = time.monotonic()
+    out = Path(config.output_dir)
+    accelerator = Accelerator(
+        cpu=config.cpu, mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, log_with="tensorboard",
+        project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
+    if config.num_threads and accelerator.device.type == "cpu":
+        torch.set_num_threads(config.num_threads)
+    set_seed(config.seed, device_specific=True)  # different noise per rank
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        accelerator.init_trackers("train", config={k: str(v) for k, v in config.to_dict().items()})
+
+    d = config.data
+    if dataset is None:  # a caller may pass its own (dual-view training does)
+        dataset = MamboDataset(load_images(d.cache, d.views, (), d.healthy_only), config.role, config.image_size,
+                               config.k, full_size=d.full_size, seed=config.seed,
+                               intensity_jitter=d.intensity_jitter, vflip_cc=d.vflip_cc)
+    model = model if model is not None else build_unet(config)
+    noise_scheduler = build_noise_scheduler(config)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup,
+                   power=config.ema_power, model_cls=UNet2DModel, model_config=model.config)
+    optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    optimizer = optimizer_cls(model.parameters(), lr=config.learning_rate,
+                              betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay)
+    lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
+                                 num_training_steps=config.max_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ema.to(accelerator.device)
+    accelerator.register_for_checkpointing(lr_scheduler, ema)
+
+    step, last_loss = 0, float("nan")
+    checkpoint = _resolve_resume(config, resume)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        step, last_loss = state["step"], state.get("loss", float("nan"))
+        accelerator.print(f"resumed from {checkpoint} at step {step}")
+
+    accum, batch = config.gradient_accumulation_steps, config.batch_size
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, num_workers=d.num_workers, generator=torch.Generator().manual_seed(config.seed),
+        sampler=StepSampler(start=step * accum * batch, rank=rank, world_size=world))
+    batches = iter(loader)
+    seen: list[int] = []
+    unwrapped = accelerator.unwrap_model(model)
+    timesteps_total = noise_scheduler.config.num_train_timesteps
+    alphas = noise_scheduler.alphas_cumprod.to(accelerator.device)
+
+    def make_preview(at_step: int) -> None:
+        references = None
+        if config.in_channels > 1:
+            references = torch.stack([dataset[10 ** 9 + i]["pixel_values"] for i in range(config.preview_count)])
+        ema.store(unwrapped.parameters())
+        ema.copy_to(unwrapped.parameters())
+        unwrapped.eval()
+        generated = denoise_channel0(unwrapped, preview_scheduler(noise_scheduler.config),
+                                     None if references is None else references[:, 1:], config.preview_count,
+                                     config.preview_steps, torch.Generator().manual_seed(config.seed))
+        unwrapped.train()
+        ema.restore(unwrapped.parameters())
+        grid = preview_grid(generated, references)
+        save_preview(out / "previews" / f"step-{at_step:07d}.png", grid)
+        accelerator.get_tracker("tensorboard").writer.add_image("preview", grid[None], at_step)
+
+    def save_checkpoint(at_step: int, loss: float) -> None:
+        path = out / CHECKPOINTS / f"step-{at_step:07d}"
+        accelerator.save_state(str(path))
+        if accelerator.is_main_process:
+            ema_model = copy.deepcopy(unwrapped)  # (building a fresh model would draw from the global RNG)
+            ema.copy_to(ema_model.parameters())
+            ema_model.save_pretrained(path / EMA_DIR, safe_serialization=True)
+            (path / STATE_FILE).write_text(json.dumps({"step": at_step, "loss": loss, "role": config.role}))
+            for old in checkpoint_dirs(out)[:-config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        accelerator.wait_for_everyone()
+
+    model.train()
+    losses: list[float] = []
+    stop = False
+    while step < config.max_steps and not stop:
+        for _ in range(accum):
+            sample = next(batches)
+            if config.log_sample_ids:
+                seen.extend(int(i) for i in sample["index"])
+            x0 = sample["pixel_values"].to(accelerator.device)
+            with accelerator.accumulate(model):
+                noise = torch.randn_like(x0[:, :config.noised_channels])
+                t = torch.randint(0, timesteps_total, (x0.shape[0],), device=x0.device)
+                with accelerator.autocast():
+                    loss = diffusion_loss(model, x0, alphas, noise, t)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach().item())
+        lr_scheduler.step()
+        ema.step(unwrapped.parameters())
+        step += 1
+        if step % config.log_every == 0 or step == config.max_steps:
+            mean = torch.tensor(sum(losses) / len(losses), device=accelerator.device)
+            last_loss = accelerator.reduce(mean, "mean").item()
+            losses.clear()
+            accelerator.log({"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0],
+                             "ema_decay": ema.cur_decay_value or 0.0}, step=step)
+            accelerator.print(f"step {step} loss {last_loss:.5f} lr {lr_scheduler.get_last_lr()[0]:.2e} "
+                              f"{(time.monotonic() - started) / 60:.1f} min")
+            if config.max_minutes is not None:
+                over = torch.tensor(float(time.monotonic() - started > 60 * config.max_minutes),
+                                    device=accelerator.device)
+                stop = accelerator.reduce(over, "max").item() > 0
+        if step % config.checkpoint_every == 0 or step == config.max_steps or stop:
+            save_checkpoint(step, last_loss)
+        if accelerator.is_main_process and config.preview_every and (
+                step % config.preview_every == 0 or step == config.max_steps or stop):
+            make_preview(step)
+
+    if config.log_sample_ids:
+        (out / f"sample_ids_rank{rank}.json").write_text(json.dumps(seen))
+    accelerator.wait_for_everyone()
+    export_dir = None
+    if accelerator.is_main_process and config.export_dir:
+        export_dir = str(export_bundle(checkpoint_dirs(out)[-1], config.export_dir,
+                                       minutes=(time.monotonic() - started) / 60))
+    accelerator.end_training()
+    return {"step": step, "loss": last_loss, "output_dir": str(out), "export_dir": export_dir,
+            "minutes": (time.monotonic() - started) / 60}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of `fit` (shared by `mammosynth-train fit` and `python -m mammosynth_training.fit`)."""
+    parser = argparse.ArgumentParser(prog="mammosynth-train fit", description="Train one MAMBO model.")
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """--config, --set overrides, --resume."""
+    parser.add_argument("--config", required=True, help="YAML config (see training/configs/)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set max_steps=100 --set data.cache=cache/")
+    parser.add_argument("--resume", default="latest",
+                        help="'latest' (default: newest checkpoint of output_dir, if any), a checkpoint dir, or 'none'")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config and train."""
+    result = train(load_config(args.config, args.set), resume=args.resume)
+    if result["export_dir"]:
+        print(f"exported {result['export_dir']}")
+    return 0 if math.isfinite(result["loss"]) or result["step"] == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m mammosynth_training.fit` (accelerate launch, torchrun)."""
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
