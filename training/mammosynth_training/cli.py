@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__, fit
+from . import __version__, dualview_fit, fit
 
 
 def _csv_list(text: str) -> tuple[str, ...]:
@@ -14,7 +14,7 @@ def _csv_list(text: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mammosynth-train", description="Train the MAMBO models of MammoSynth.")
+    parser = argparse.ArgumentParser(prog="mammosynth-train", description="Train the MammoSynth models (MAMBO global, local, patch; dual-view).")
     parser.add_argument("--version", action="version", version=f"mammosynth-train {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -32,6 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train one model (also: accelerate launch / torchrun -m mammosynth_training.fit)")
     fit.add_arguments(p)
     p.set_defaults(func=fit.run)
+
+    p = sub.add_parser("dualview-fit", help="train the dual-view CC/MLO model (also: torchrun -m "
+                                            "mammosynth_training.dualview_fit)")
+    fit.add_arguments(p)
+    p.set_defaults(func=dualview_fit.run)
 
     p = sub.add_parser("export", help="EMA weights of a checkpoint -> model bundle")
     p.add_argument("run_or_checkpoint", type=Path, help="a run's output_dir (newest checkpoint) or a checkpoint dir")

@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mammosynth_training.dualview_fit",
                                      description="Train the dual-view CC/MLO model (MammoRGB encoding).")
     add_arguments(parser)
-    args = parser.parse_args(argv)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """`mammosynth-train dualview-fit` and `python -m mammosynth_training.dualview_fit`."""
     result = train_dualview(load_config(args.config, args.set), resume=args.resume)
     if result["export_dir"]:
         print(f"exported {result['export_dir']}")
