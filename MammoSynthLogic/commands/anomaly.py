@@ -29,7 +29,7 @@ def register(sub, parents) -> None:
                         "MAMBO's λ*)")
     p.add_argument("--level", choices=["global", "native"], default="global",
                    help="global: the paper, at the model size; native: patch model on full-resolution tiles")
-    p.add_argument("--draws", type=int, default=1, help="noise draws averaged (default 1)")
+    p.add_argument("--draws", type=int, help="noise draws averaged (default: the model's manifest, else 1)")
     p.add_argument("--steps", type=int, default=50, help="denoising steps from λ to 0 (default 50; λ = full chain)")
     p.add_argument("--threshold", type=float, default=0.3, help="label map: heat above this fraction of its maximum")
     p.add_argument("--min-difference", type=float,
@@ -126,7 +126,8 @@ def run(args: argparse.Namespace, reporter) -> int:
     settings = AnomalySettings(
         lam=args.lam if args.lam is not None else int(measured.get("lambda", 700)),
         min_difference=args.min_difference if args.min_difference is not None else float(measured.get("min_difference", 0.0)),
-        draws=args.draws, steps=args.steps, threshold=args.threshold, invert=args.invert, level=args.level)
+        draws=args.draws if args.draws is not None else int(measured.get("draws", 1)),
+        steps=args.steps, threshold=args.threshold, invert=args.invert, level=args.level)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     single = len(files) == 1 and args.paths[0].is_file()
     records = []

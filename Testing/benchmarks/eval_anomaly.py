@@ -55,8 +55,11 @@ def main() -> dict:
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--draws", type=int, default=1)
     parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--lambdas", type=int, nargs="+", default=list(LAMBDAS), help="λ sweep (Table 7)")
+    parser.add_argument("--table5-lambda", type=int, default=700, help="λ of the size buckets (Table 5)")
     parser.add_argument("--out", type=Path, default=Path("out/eval-anomaly"))
     args = parser.parse_args()
+    lambdas = sorted(set(args.lambdas) | {args.table5_lambda})
 
     import torch
 
@@ -64,34 +67,36 @@ def main() -> dict:
     pipe = AnomalyPipeline(*_bundles(args.model, args.level, "cpu"), device="cpu")
     working = pipe.s if args.level == "global" else int(pipe.patch.manifest.get("full_size", pipe.s))
     rng = np.random.default_rng(0)
-    per_lambda: dict[int, list[float]] = {lam: [] for lam in LAMBDAS}
+    per_lambda: dict[int, list[float]] = {lam: [] for lam in lambdas}
     per_bucket: dict[float, list[float]] = {f: [] for f in RADIUS_FRACTIONS}
     clean_pixels = []
     start = time.time()
     for path in real_mammogram_paths()[: args.images]:
         image = read_mammogram(path)
         # The image as it is: the map should stay (nearly) empty where nothing was inserted.
-        clean = pipe(prepare(image), AnomalySettings(steps=args.steps, draws=args.draws, level=args.level), 0)
+        clean = pipe(prepare(image), AnomalySettings(lam=args.table5_lambda, steps=args.steps, draws=args.draws,
+                                                     level=args.level), 0)
         clean_pixels.append(float(clean.labels.mean()))
         for fraction, pixels, truth in masses(image, rng, args.contrast):
             image.pixels = pixels
             prepared = prepare(image)
-            for lam in LAMBDAS:
+            for lam in lambdas:
                 result = pipe(prepared, AnomalySettings(lam=lam, steps=args.steps, draws=args.draws, level=args.level), 1)
                 score = iou(result.labels, truth)
                 per_lambda[lam].append(score)
-                if lam == 700:
+                if lam == args.table5_lambda:
                     per_bucket[fraction].append(score)
     report = {
         "level": args.level, "working_size": working, "contrast": args.contrast, "steps": args.steps, "draws": args.draws,
-        "images": args.images, "masses_per_lambda": len(per_lambda[700]), "seconds": round(time.time() - start, 1),
+        "images": args.images, "masses_per_lambda": len(per_lambda[args.table5_lambda]),
+        "table5_lambda": args.table5_lambda, "seconds": round(time.time() - start, 1),
         "model": pipe.global_.describe(),
         "table5_iou_by_area": {
             "area_px_at_256": list(TABLE5_AREAS_256),
             "area_px_at_working_size": [round(np.pi * (f * working) ** 2, 1) for f in RADIUS_FRACTIONS],
             "iou": [round(float(np.mean(per_bucket[f])), 3) for f in RADIUS_FRACTIONS],
         },
-        "table7_iou_by_lambda": {"lambda": list(LAMBDAS), "iou": [round(float(np.mean(per_lambda[l])), 3) for l in LAMBDAS]},
+        "table7_iou_by_lambda": {"lambda": lambdas, "iou": [round(float(np.mean(per_lambda[l])), 3) for l in lambdas]},
         "label_fraction_without_mass": round(float(np.mean(clean_pixels)), 4),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -113,11 +118,11 @@ def plot(report: dict, path: Path) -> None:
     a.semilogx(t5["area_px_at_256"], [0.019, 0.069, 0.125, 0.280, 0.423, 0.393], "s--", label="MAMBO Table 5")
     a.set_xlabel("lesion area (pixels at 256²)")
     a.set_ylabel("IoU")
-    a.set_title(f"IoU by lesion size (λ = 700, {report['level']})")
+    a.set_title(f"IoU by lesion size (λ = {report['table5_lambda']}, {report['level']})")
     a.legend()
     t7 = report["table7_iou_by_lambda"]
     b.plot(t7["lambda"], t7["iou"], "o-", label="mammosynth (embedded)")
-    b.plot(t7["lambda"], [0.082, 0.139, 0.157, 0.198, 0.216, 0.200, 0.207], "s--", label="MAMBO Table 7")
+    b.plot(LAMBDAS, [0.082, 0.139, 0.157, 0.198, 0.216, 0.200, 0.207], "s--", label="MAMBO Table 7")
     b.set_xlabel("λ (noising steps of 1000)")
     b.set_ylabel("mean IoU")
     b.set_title("IoU by λ")
