@@ -41,12 +41,13 @@ def seams(result, pipe, overlap: int) -> dict:
     return out
 
 
-def run_preset(pipe, name: str, size: int, seed: int, images_dir: Path | None = None) -> dict:
+def run_preset(pipe, name: str, size: int, seed: int, images_dir: Path | None = None, global01=None) -> dict:
+    """One preset; with `global01` both presets tile the same global image (stages 2 and 3 compared alone)."""
     from MammoSynthLogic.pipelines.mambo import MamboSettings, forwards, sequential_batches
 
     settings = MamboSettings.preset(name)
     start = time.perf_counter()
-    result = pipe(size, seed, settings)
+    result = pipe(size, seed, settings, global01=global01)
     wall = time.perf_counter() - start
     if images_dir is not None:
         from MammoSynthLogic.dicom_io import write_png16
@@ -112,6 +113,8 @@ def main() -> None:
     ap.add_argument("--rss-size", type=int, default=3840)
     ap.add_argument("--rss-steps", type=int, default=1, help="steps for the memory run (memory does not depend on it)")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--shared-global", action="store_true",
+                    help="sample the global image once and give it to both presets (compares the tiled stages)")
     ap.add_argument("--images", type=Path, help="also write the generated images (PNG) here, to look at them")
     ap.add_argument("--rss-child", nargs=3, metavar=("MODEL", "SIZE", "PRESET"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -130,8 +133,16 @@ def main() -> None:
     pipe = MamboPipeline(*load_mambo_set([model]))
     report = {"bundles": model if args.model else "tiny random (s=32, k=3)", "size": args.size,
               "device": "cpu (1 thread)", "torch": torch.__version__}
+    shared = None
+    if args.shared_global:  # the presets' own global samplers can draw different breasts (or none): same input
+        from MammoSynthLogic.pipelines.mambo import to01
+        from MammoSynthLogic.progress import Reporter
+        from MammoSynthLogic.sampling import Counter
+
+        shared = to01(pipe.sample_global(args.seed, MamboSettings.preset("fast"), Counter(), Reporter()))
+        report["global_image"] = "shared: sampled once (DPM-Solver++ 25), stages 2-3 timed"
     for name in ("fast", "paper"):
-        report[name] = run_preset(pipe, name, args.size, args.seed, args.images)
+        report[name] = run_preset(pipe, name, args.size, args.seed, args.images, global01=shared)
     if args.model:
         report["sampler_check_global"] = sampler_check(pipe.global_, images_dir=args.images)
     report["speedup_fast_vs_paper"] = round(report["paper"]["wall_s"] / report["fast"]["wall_s"], 1)
