@@ -11,6 +11,8 @@ ORDER = 25
 
 
 def register(sub, parents) -> None:
+    from MammoSynthLogic.commands.generate import sampling_options
+
     p = sub.add_parser("batch-generate", parents=parents, help="many MAMBO images, sharded over processes and GPUs",
                        description="Generate N synthetic full-resolution mammograms with seeds S, S+1, ..., S+N-1 into "
                        "one folder (files named by seed, each with its provenance). Under `torchrun --nproc_per_node "
@@ -25,14 +27,7 @@ def register(sub, parents) -> None:
     p.add_argument("--format", choices=["dcm", "png", "nrrd"], default="dcm",
                    help="dcm (default: provenance in the header), png (16-bit) or nrrd (provenance in a .json beside)")
     p.add_argument("--size", type=int, help="side of the square images (default: from the bundles, s·k²)")
-    p.add_argument("--model", nargs="+", metavar="DIR_OR_HUB_ID",
-                   help="mambo-global/-local/-patch bundles (default: the embedded ones in Resources/models)")
-    p.add_argument("--preset", choices=["fast", "paper"], default="fast", help="sampling preset (default fast)")
-    p.add_argument("--steps", type=int, help="denoising steps per stage")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")
-    p.add_argument("--tiling", choices=["parallel", "wavefront", "sequential"], help="override the preset's tiling")
-    p.add_argument("--overlap", type=int, help="tile overlap in pixels (default 32)")
-    p.add_argument("--batch", type=int, help="tiles per U-Net call (memory bound; results do not depend on it)")
+    sampling_options(p)
     p.add_argument("--rebuild-manifest", action="store_true",
                    help="only rewrite manifest.csv from the images in --out (e.g. after a crashed run)")
     p.set_defaults(func=run)

@@ -10,11 +10,11 @@ from pathlib import Path
 ORDER = 20
 
 
-def _sampling_options(p: argparse.ArgumentParser) -> None:
+def sampling_options(p: argparse.ArgumentParser) -> None:
+    """--model and the sampling options shared by generate, upscale and batch-generate."""
     p.add_argument("--model", nargs="+", metavar="DIR_OR_HUB_ID",
                    help="a folder (or hub id) holding mambo-global, mambo-local and mambo-patch bundles, or the three "
                    "bundles (default: the embedded bundles in Resources/models)")
-    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the output)")
     p.add_argument("--preset", choices=["fast", "paper"], default="fast",
                    help="fast (default): parallel tiling with blended predictions, DPM-Solver++ 25 steps, background "
                    "skip; paper: MAMBO's code, DDIM 150 steps (eta 1 for tiles), tiles one after another in row order")
@@ -23,7 +23,6 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiling", choices=["parallel", "wavefront", "sequential"], help="override the preset's tiling")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default s/8 = 32 at s = 256)")
     p.add_argument("--batch", type=int, help="tiles per U-Net call (memory bound; results do not depend on it)")
-    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .dcm, .png (16-bit) or .nrrd")
 
 
 def register(sub, parents) -> None:
@@ -34,7 +33,9 @@ def register(sub, parents) -> None:
     p.add_argument("--size", type=int, help="side of the square output in pixels (default: from the bundles, s·k²)")
     p.add_argument("--laterality", choices=["L", "R"], default="L",
                    help="L (default): chest wall on the left as generated; R: mirrored, chest wall on the right")
-    _sampling_options(p)
+    sampling_options(p)
+    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the output)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .dcm, .png (16-bit) or .nrrd")
     p.set_defaults(func=run_generate)
 
     p = sub.add_parser("upscale", parents=parents, help="MAMBO super-resolution of a real mammogram",
@@ -44,7 +45,9 @@ def register(sub, parents) -> None:
     p.add_argument("source", type=Path, metavar="SRC")
     p.add_argument("--size", type=int, help="side of the square the models work at (default: the full size the "
                    "bundles were trained for, s·k² unless the manifest says); the result is resized back to the source")
-    _sampling_options(p)
+    sampling_options(p)
+    p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the output)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .dcm, .png (16-bit) or .nrrd")
     p.set_defaults(func=run_upscale)
 
 

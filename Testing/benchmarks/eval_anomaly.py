@@ -8,6 +8,7 @@ model's working size) and the mean IoU for λ from 300 to 900 (Table 7 layout), 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -78,8 +79,7 @@ def main() -> dict:
                                                      level=args.level), 0)
         clean_pixels.append(float(clean.labels.mean()))
         for fraction, pixels, truth in masses(image, rng, args.contrast):
-            image.pixels = pixels
-            prepared = prepare(image)
+            prepared = prepare(dataclasses.replace(image, pixels=pixels))
             for lam in lambdas:
                 result = pipe(prepared, AnomalySettings(lam=lam, steps=args.steps, draws=args.draws, level=args.level), 1)
                 score = iou(result.labels, truth)
