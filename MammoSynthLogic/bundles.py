@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -88,7 +88,27 @@ def _refuse_pickle(folder: Path) -> None:
 
 
 def save_bundle(directory: str | os.PathLike, unet, scheduler, manifest: dict) -> Path:
-    """Write a bundle atomically (temporary folder, then rename); fills channels, size, schedule and checksums."""
+    """Write a MAMBO/dual-view bundle atomically; fills channels, size, schedule and checksums."""
+    cfg = unet.config
+
+    def write(tmp: Path) -> None:
+        unet.save_pretrained(tmp / "unet", safe_serialization=True)
+        scheduler.save_pretrained(tmp / "scheduler")
+
+    fields = {"image_size": int(cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]),
+              "in_channels": int(cfg.in_channels), "out_channels": int(cfg.out_channels),
+              "schedule": schedule_fields(scheduler)}
+    return write_bundle(directory, write, {**fields, **manifest})
+
+
+def schedule_fields(scheduler) -> dict:
+    """The manifest's `schedule` entry: scheduler class and the training schedule it carries."""
+    keys = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type")
+    return {"class": type(scheduler).__name__, **{k: scheduler.config[k] for k in keys if k in scheduler.config}}
+
+
+def write_bundle(directory: str | os.PathLike, write: Callable[[Path], None], manifest: dict) -> Path:
+    """Run `write(tmp_folder)`, add manifest.json with checksums, then move the folder into place at once."""
     target = Path(directory)
     role = manifest.get("role")
     if role not in KNOWN_ROLES:
@@ -96,16 +116,8 @@ def save_bundle(directory: str | os.PathLike, unet, scheduler, manifest: dict) -
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
     try:
-        unet.save_pretrained(tmp / "unet", safe_serialization=True)
-        scheduler.save_pretrained(tmp / "scheduler")
-        cfg = unet.config
-        full = {"format_version": FORMAT_VERSION,
-                "image_size": int(cfg.sample_size if isinstance(cfg.sample_size, int) else cfg.sample_size[0]),
-                "in_channels": int(cfg.in_channels), "out_channels": int(cfg.out_channels),
-                "schedule": {"class": type(scheduler).__name__,
-                             **{k: scheduler.config[k] for k in ("num_train_timesteps", "beta_schedule", "beta_start",
-                                                                 "beta_end", "prediction_type") if k in scheduler.config}},
-                **manifest}
+        write(tmp)
+        full = {"format_version": FORMAT_VERSION, **manifest}
         full["files"] = _checksums(tmp)
         (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True, default=str) + "\n")
         old = None
@@ -160,8 +172,8 @@ def _looks_like_hub_id(ref: str) -> bool:
     return len(parts) == 2 and all(parts) and not ref.startswith((".", "/", "~")) and "\\" not in ref
 
 
-def resolve_bundle_path(ref: str | os.PathLike) -> Path:
-    """A local folder as is; an `owner/name` hub id downloaded (safetensors and json only) when online."""
+def resolve_bundle_path(ref: str | os.PathLike, patterns: list[str] = HUB_PATTERNS) -> Path:
+    """A local folder as is; an `owner/name` hub id downloaded (files matching `patterns` only) when online."""
     path = Path(ref).expanduser()
     if path.exists():
         return path
@@ -171,7 +183,7 @@ def resolve_bundle_path(ref: str | os.PathLike) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=ref, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo_id=ref, allow_patterns=patterns))
     except Exception as e:  # offline, unknown repo, gated: all end the same way for the user
         raise MammoSynthError(ref, f"cannot fetch from the Hugging Face hub ({type(e).__name__}); "
                                    + GET_WEIGHTS.format(id=ref)) from None

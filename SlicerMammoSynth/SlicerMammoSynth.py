@@ -50,7 +50,8 @@ TORCH_REQUIREMENT = ">=2.1"
 # The engine's requirements besides torch (pyproject.toml); SimpleITK ships with Slicer.
 ENGINE_REQUIREMENTS = [
     "numpy>=1.24", "scipy>=1.10", "pydicom>=3.0", "pylibjpeg>=2.0", "pylibjpeg-rle>=2.0", "pylibjpeg-openjpeg>=2.0",
-    "highdicom>=0.23", "scikit-image>=0.22", "pynrrd>=1.0", "pillow>=10", "diffusers>=0.30", "safetensors>=0.4",
+    "highdicom>=0.23", "scikit-image>=0.22", "pynrrd>=1.0", "pillow>=10", "diffusers>=0.30", "transformers>=4.40",
+    "safetensors>=0.4",
     "huggingface-hub>=0.20", "tqdm>=4.60", "pyyaml>=6", "torchmetrics>=1.4", "matplotlib>=3.7",
 ]
 POLL_INTERVAL_MS = 200
