@@ -55,6 +55,11 @@ class Bundle:
     def k(self) -> int | None:
         return self.manifest.get("k")
 
+    @property
+    def aligned_context(self) -> bool:
+        """Local/patch model trained with a 4th channel: the coarser stage's pixels under the tile."""
+        return bool(self.manifest.get("aligned_context", False))
+
     def describe(self) -> dict:
         """Provenance entry: what model produced an output."""
         m = self.manifest
@@ -225,7 +230,8 @@ def find_bundles(ref: str | os.PathLike) -> dict[str, Path]:
 
 def check_mambo_set(global_: Bundle, local: Bundle, patch: Bundle) -> None:
     """The three MAMBO bundles must have the right roles and channels and agree on s and k."""
-    for bundle, role, cin in ((global_, "mambo-global", 1), (local, "mambo-local", 3), (patch, "mambo-patch", 3)):
+    for bundle, role, cin in ((global_, "mambo-global", 1), (local, "mambo-local", 3 + local.aligned_context),
+                              (patch, "mambo-patch", 3 + patch.aligned_context)):
         if bundle.role != role:
             raise MammoSynthError(bundle.path, f"expected a {role} bundle, found role {bundle.role!r}")
         if bundle.manifest["in_channels"] != cin or bundle.manifest["out_channels"] not in (1, cin):

@@ -164,3 +164,39 @@ def dciodvfy_errors_fn():
     from dicom_factory import dciodvfy_errors
 
     return dciodvfy_errors
+
+
+def test_aligned_bundles_see_the_coarser_stage_under_each_tile(tmp_path, monkeypatch):
+    """Local/patch bundles trained with the aligned context get, as channel 3, the global (mid stage) or mid image
+    (full stage) under the tile; a 3-channel model whose manifest claims it is refused."""
+    import json
+
+    from MammoSynthLogic.errors import MammoSynthError
+
+    folder = make_tiny_mambo_set(tmp_path / "aligned", size=S, k=3, aligned=True)
+    aligned = MamboPipeline(*load_mambo_set([str(folder)]))
+    seen = []
+    original = mambo.context_channels
+    monkeypatch.setattr(mambo, "context_channels",
+                        lambda role, tile, side, g, mid=None, aligned=False:
+                        seen.append((role, tile, side, g, mid, original(role, tile, side, g, mid, aligned)))
+                        or seen[-1][-1])
+    result = aligned(96, 2, quick(preset="paper", tiling="sequential"))
+    assert {r for r, *_ in seen} == {"mambo-local", "mambo-patch"}
+    for role, tile, side, g, mid, ctx in seen:
+        assert ctx.shape == (3, S, S)
+        coarse = g if role == "mambo-local" else mid
+        scale = coarse.shape[0] / side  # fine pixel centres that fall on coarse pixel centres take their value
+        rows = (np.arange(S) + tile.y + 0.5) * scale - 0.5
+        cols = (np.arange(S) + tile.x + 0.5) * scale - 0.5
+        on_r = np.flatnonzero(np.isclose(rows, np.round(rows)) & (rows >= 0) & (rows < coarse.shape[0]))
+        on_c = np.flatnonzero(np.isclose(cols, np.round(cols)) & (cols >= 0) & (cols < coarse.shape[1]))
+        assert on_r.size and on_c.size
+        expected = coarse[np.round(rows[on_r]).astype(int)][:, np.round(cols[on_c]).astype(int)]
+        np.testing.assert_allclose(ctx[2][np.ix_(on_r, on_c)], expected, atol=1e-5)
+    assert result.image.shape == (96, 96)
+    manifest_path = folder / "mambo-patch" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "aligned_context": False}))
+    with pytest.raises(MammoSynthError, match="channel"):
+        load_mambo_set([str(folder)])

@@ -24,17 +24,19 @@ def ddpm_scheduler():
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
 
 
-def make_tiny_bundle(folder: Path, role: str, size: int = 32, k: int = 3, seed: int = 0) -> Path:
-    """Save one tiny random bundle of `role` into `folder`."""
-    cin = 1 if role == "mambo-global" else 3
-    manifest = {"role": role, "k": k, "version": "test", "step": 0,
+def make_tiny_bundle(folder: Path, role: str, size: int = 32, k: int = 3, seed: int = 0,
+                     aligned: bool = False) -> Path:
+    """Save one tiny random bundle of `role` into `folder` (`aligned`: local/patch take the 4th context channel)."""
+    aligned = aligned and role != "mambo-global"
+    cin = 1 if role == "mambo-global" else 3 + aligned
+    manifest = {"role": role, "k": k, "version": "test", "step": 0, "aligned_context": aligned,
                 "conditioning": "random test weights", "training_data": "none (random weights)",
                 "config": {"tiny": True}}
     return save_bundle(folder, tiny_unet(cin, size, seed), ddpm_scheduler(), manifest)
 
 
-def make_tiny_mambo_set(root: Path, size: int = 32, k: int = 3) -> Path:
+def make_tiny_mambo_set(root: Path, size: int = 32, k: int = 3, aligned: bool = False) -> Path:
     """A folder holding mambo-global, mambo-local and mambo-patch tiny bundles; returns the folder."""
     for i, role in enumerate(MAMBO_ROLES):
-        make_tiny_bundle(Path(root) / role, role, size=size, k=k, seed=i)
+        make_tiny_bundle(Path(root) / role, role, size=size, k=k, seed=i, aligned=aligned)
     return Path(root)

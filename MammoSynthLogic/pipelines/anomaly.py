@@ -18,7 +18,7 @@ from MammoSynthLogic.anomaly import AnomalySettings, heat_map, label_map
 from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.pipelines.mambo import local_context, to01
+from MammoSynthLogic.pipelines.mambo import context_channels, to01
 from MammoSynthLogic.preparation import PreparedImage, resize
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, randn, sample, unet_predictor
@@ -105,7 +105,8 @@ class AnomalyPipeline:
         for gi, group in enumerate(groups):
             reporter.update("anomaly: tiles", gi, len(groups))
             x0 = torch.from_numpy(np.stack([model[t.slices] for t in group])[:, None]).repeat_interleave(settings.draws, 0)
-            ctx = np.stack([np.stack([local_context(mid, t.centre[0] / n, t.centre[1] / n, s), g]) for t in group])
+            ctx = np.stack([context_channels("mambo-patch", t, n, g, mid, self.patch.aligned_context)
+                            for t in group])
             ctx = torch.from_numpy(ctx).repeat_interleave(settings.draws, 0)
             keys = [("anomaly", t.row, t.col, d) for t in group for d in range(settings.draws)]
             x = self._partial_denoise(self.patch, x0.to(self.device), ctx.to(self.device), seed, keys, settings, None)

@@ -93,6 +93,39 @@ def local_context(mid: np.ndarray, cy: float, cx: float, size: int) -> np.ndarra
     return crop_padded(mid, round(cy * h - size / 2), round(cx * w - size / 2), size)
 
 
+def aligned_context(coarse: np.ndarray, top: float, left: float, size: int, fine_side: int,
+                    fill: float = BACKGROUND) -> np.ndarray:
+    """The part of the coarser image under the size × size tile at (top, left) of a fine canvas of side
+    `fine_side`, resampled bilinearly to size × size: the tile's own low-resolution content, pixel-aligned."""
+    from scipy import ndimage
+
+    n = coarse.shape[0]
+    scale = n / fine_side
+    rows = (np.arange(size) + top + 0.5) * scale - 0.5
+    cols = (np.arange(size) + left + 0.5) * scale - 0.5
+    out = ndimage.map_coordinates(coarse.astype(np.float32, copy=False), np.meshgrid(rows, cols, indexing="ij"),
+                                  order=1, mode="nearest")
+    outside = ((rows < -0.5) | (rows > n - 0.5))[:, None] | ((cols < -0.5) | (cols > n - 0.5))[None, :]
+    out[outside] = fill
+    return out.astype(np.float32, copy=False)
+
+
+def context_channels(role: str, tile: tiling.Tile, side: int, g: np.ndarray, mid: Optional[np.ndarray] = None,
+                     aligned: bool = False) -> np.ndarray:
+    """The clean context channels of one tile of a canvas of `side` px (model space): MAMBO's two (local: global
+    shifted to the tile centre, global; patch: mid-resolution crop centred on the patch, global), then, for bundles
+    trained with it, the coarser stage's pixels under the tile (global for local tiles, mid for patches)."""
+    cy, cx = tile.centre
+    s = g.shape[0]
+    if role == "mambo-local":
+        channels, coarse = [shifted_global(g, cy / side, cx / side), g], g
+    else:
+        channels, coarse = [local_context(mid, cy / side, cx / side, s), g], mid
+    if aligned:
+        channels.append(aligned_context(coarse, tile.y, tile.x, s, side))
+    return np.stack(channels)
+
+
 def background_mask(coarse01: np.ndarray, shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
     """Breast region of the coarser stage (MAMBO suppl. §9 without erosion), dilated, resized to `shape`."""
     from scipy import ndimage
@@ -139,16 +172,14 @@ class MamboPipeline:
 
         # Stage 2: mid-resolution canvas; context = [global shifted to the tile centre, global].
         def mid_context(t: tiling.Tile) -> np.ndarray:
-            cy, cx = t.centre
-            return np.stack([shifted_global(g, cy / mid_size, cx / mid_size), g])
+            return context_channels("mambo-local", t, mid_size, g, aligned=self.local.aligned_context)
 
         mid = self.run_stage("mid", self.local, (mid_size, mid_size), mid_context, background_mask(to01(g), (mid_size,) * 2),
                              seed, settings, counters["mid"], tiles_used, reporter)
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         def full_context(t: tiling.Tile) -> np.ndarray:
-            cy, cx = t.centre
-            return np.stack([local_context(mid, cy / size, cx / size, s), g])
+            return context_channels("mambo-patch", t, size, g, mid, aligned=self.patch.aligned_context)
 
         full = self.run_stage("full", self.patch, (size, size), full_context, background_mask(to01(mid), (size, size)),
                               seed, settings, counters["full"], tiles_used, reporter)

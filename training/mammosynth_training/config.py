@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-ROLES = ("mambo-global", "mambo-local", "mambo-patch", "dualview")
+ROLES = ("mambo-global", "mambo-local", "mambo-patch", "dualview", "mame-vae", "mame-text", "mame-inpaint")
 
 
 @dataclass
@@ -41,14 +41,37 @@ class DataConfig:
 
 
 @dataclass
+class SDConfig:
+    """MAM-E (Stable Diffusion) roles: sizes of from-scratch components, frozen VAE, captions, inpainting boxes."""
+
+    vae_from: str = ""  # from scratch: the mame-vae stage's export folder; empty = the VAE of init_from
+    vae_block_out_channels: tuple[int, ...] = (32, 64, 64)  # scale factor 2**(len - 1)
+    vae_layers_per_block: int = 1
+    latent_channels: int = 4
+    kl_weight: float = 1e-6
+    text_hidden_size: int = 64  # also the U-Net's cross_attention_dim
+    text_layers: int = 2
+    text_heads: int = 4
+    max_length: int = 32  # tokens
+    train_text_encoder: bool = True  # MAM-E trains the U-Net and the CLIP text encoder
+    caption_dropout: float = 0.1  # share of empty captions (classifier-free guidance)
+    box_min: float = 0.05  # random inpainting boxes: side as a share of the image side, drawn in [min, max]
+    box_max: float = 0.15
+    guidance_scale: float = 5.0  # previews
+    preview_prompts: tuple[str, ...] = ()  # text role; empty = the first training captions
+
+
+@dataclass
 class TrainConfig:
     """Everything `fit` needs; YAML files under training/configs/ set a subset of it."""
 
     role: str = "mambo-global"
     image_size: int = 256  # s
     k: int = 3
+    aligned_context: bool = False  # local/patch: add the coarser stage's pixels under the tile as a 4th channel
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    sd: SDConfig = field(default_factory=SDConfig)
     output_dir: str = "runs/mambo-global"
     seed: int = 0
     # optimisation (MAMBO: Adam, 5e-5, batch 8)
@@ -57,7 +80,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.0
     optimizer: str = "adam"  # adam | adamw (the dual-view papers use AdamW)
-    init_from: str = ""  # dual-view: start from a bundle / diffusers UNet folder / hub id instead of random weights
+    init_from: str = ""  # start from a bundle / diffusers UNet folder / hub id instead of random weights
     max_grad_norm: float = 1.0
     batch_size: int = 8  # per process
     gradient_accumulation_steps: int = 1
@@ -90,8 +113,8 @@ class TrainConfig:
 
     @property
     def in_channels(self) -> int:
-        """1 for the global model, 3 for the local-context and patch models."""
-        return 1 if self.role == "mambo-global" else 3
+        """1 for the global model, 3 for the local-context and patch models (4 with the aligned context)."""
+        return 1 if self.role == "mambo-global" else 3 + (self.aligned_context and self.role != "dualview")
 
     @property
     def noised_channels(self) -> int:

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from MammoSynthLogic.pipelines.mambo import shifted_global
+from MammoSynthLogic.pipelines.mambo import aligned_context, shifted_global
 from MammoSynthLogic.preparation import resize
 
 from .cache import CachedImage
@@ -36,18 +36,27 @@ def crop_centered(pixels: np.ndarray, cy: int, cx: int, size: int, fill: float =
     return out
 
 
-def mambo_channels(full: np.ndarray, global_image: np.ndarray, role: str, cy: int, cx: int, k: int) -> np.ndarray:
-    """The [C, s, s] channel stack (values [0,1]) for one centre pixel (cy, cx) of the full image."""
-    s = global_image.shape[0]
+def mambo_channels(full: np.ndarray, global_image: np.ndarray, role: str, cy: int, cx: int, k: int,
+                   mid: np.ndarray | None = None) -> np.ndarray:
+    """The [C, s, s] channel stack (values [0,1]) for one centre pixel (cy, cx) of the full image; with `mid`
+    (the full image resized by 1/k) a 4th channel holds the coarser stage's pixels under the tile, as the engine's
+    `context_channels(aligned=True)` builds it at sampling time."""
+    s, n = global_image.shape[0], full.shape[0]
     if role == "mambo-global":
         return global_image[None]
     local = resize_square(crop_centered(full, cy, cx, k * s), s)
     if role == "mambo-local":
         shifted = shifted_global(global_image * 2 - 1, cy / full.shape[0], cx / full.shape[1])
-        return np.stack([local, (shifted + 1) / 2, global_image])
-    if role == "mambo-patch":
-        return np.stack([crop_centered(full, cy, cx, s), local, global_image])
-    raise ValueError(f"unknown role {role!r}")
+        channels = [local, (shifted + 1) / 2, global_image]
+        coarse, top, left, side = global_image, (cy - k * s // 2) / k, (cx - k * s // 2) / k, n / k
+    elif role == "mambo-patch":
+        channels = [crop_centered(full, cy, cx, s), local, global_image]
+        coarse, top, left, side = mid, cy - s // 2, cx - s // 2, n
+    else:
+        raise ValueError(f"unknown role {role!r}")
+    if mid is not None:
+        channels.append(aligned_context(coarse, top, left, s, side, fill=0.0))
+    return np.stack(channels)
 
 
 def jitter_intensity(channels: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -62,6 +71,7 @@ def jitter_intensity(channels: np.ndarray, rng: np.random.Generator, amount: flo
 class _Prepared:
     full: np.ndarray
     global_image: np.ndarray
+    mid: np.ndarray | None  # full resized by 1/k, for the aligned context channel
     breast: np.ndarray  # flat indices of breast pixels in `full`
     view: str
 
@@ -71,8 +81,8 @@ class MamboDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: list[CachedImage], role: str, image_size: int, k: int, *,
                  full_size: int | None = None, seed: int = 0, intensity_jitter: float = 0.0,
-                 vflip_cc: float = 0.0):
-        self.role, self.s, self.k, self.seed = role, image_size, k, seed
+                 vflip_cc: float = 0.0, aligned_context: bool = False):
+        self.role, self.s, self.k, self.seed, self.aligned = role, image_size, k, seed, aligned_context
         self.intensity_jitter, self.vflip_cc = intensity_jitter, vflip_cc
         self.items = [self._prepare(im, full_size) for im in images]
 
@@ -87,7 +97,8 @@ class MamboDataset(torch.utils.data.Dataset):
         if breast.size == 0:
             breast = np.arange(full.size)
         view = str(image.meta.get("view") or "").upper()
-        return _Prepared(full, resize_square(full, self.s), breast, view)
+        mid = resize_square(full, max(self.s, round(full.shape[0] / self.k))) if self.aligned else None
+        return _Prepared(full, resize_square(full, self.s), mid, breast, view)
 
     def __len__(self) -> int:
         return 2 ** 31 - 1
@@ -96,7 +107,8 @@ class MamboDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, index])
         item = self.items[rng.integers(len(self.items))]
         cy, cx = divmod(int(item.breast[rng.integers(item.breast.size)]), item.full.shape[1])
-        channels = jitter_intensity(mambo_channels(item.full, item.global_image, self.role, cy, cx, self.k),
+        channels = jitter_intensity(mambo_channels(item.full, item.global_image, self.role, cy, cx, self.k,
+                                                   item.mid),
                                     rng, self.intensity_jitter)
         if item.view == "CC" and rng.random() < self.vflip_cc:
             channels = channels[:, ::-1]

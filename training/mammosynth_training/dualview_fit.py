@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
 
 from .config import TrainConfig, load_config
 from .dualview_data import DualViewDataset, find_pairs
+from .models import load_base_unet
 
 MODEL_FIELDS = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "norm_num_groups",
                 "attention_head_dim")
-
-
-def load_base_unet(ref: str):
-    """UNet2DModel from a bundle folder (its unet/), a diffusers UNet or pipeline folder, or a hub id; safetensors."""
-    from diffusers import UNet2DModel
-
-    path = Path(ref).expanduser()
-    if (path / "unet" / "config.json").is_file():
-        path = path / "unet"
-    if path.exists():
-        return UNet2DModel.from_pretrained(path, use_safetensors=True)
-    try:  # hub id: google/ddpm-celebahq-256 keeps the U-Net at the repository root
-        return UNet2DModel.from_pretrained(ref, use_safetensors=True)
-    except OSError:
-        return UNet2DModel.from_pretrained(ref, subfolder="unet", use_safetensors=True)
 
 
 def base_model(config: TrainConfig):

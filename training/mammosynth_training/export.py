@@ -27,7 +27,10 @@ def manifest_for(config: TrainConfig, step: int, loss: float | None, minutes: fl
         "k": config.k,
         "full_size": config.data.full_size,
         "channels": config.in_channels,
-        "conditioning": CONDITIONING[config.role],
+        "conditioning": CONDITIONING[config.role] + (
+            ["coarser stage under the tile (global for local tiles, mid-resolution for patches), resized to s"]
+            if config.aligned_context and config.role in ("mambo-local", "mambo-patch") else []),
+        "aligned_context": bool(config.aligned_context and config.role in ("mambo-local", "mambo-patch")),
         "noised_channels": list(range(config.noised_channels)),
         "pixel_range": [-1.0, 1.0],
         "version": __version__,

@@ -13,7 +13,9 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -56,19 +58,50 @@ def diffusion_loss(model, x0: torch.Tensor, alphas_cumprod: torch.Tensor, noise:
     return F.mse_loss(pred.float(), noise.float())
 
 
-def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, model=None) -> dict:
-    """Train until max_steps (or max_minutes); return {'step', 'loss', 'output_dir', 'export_dir', 'minutes'}."""
+LossFn = Callable[[torch.nn.Module, dict, torch.Tensor], torch.Tensor]  # (model, batch on device, alphas_cumprod)
+
+
+def pixel_loss(config: TrainConfig) -> LossFn:
+    """MAMBO / dual-view loss on a batch: noise the first config.noised_channels, MSE on their prediction."""
+    def loss_fn(model, batch: dict, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+        x0 = batch["pixel_values"]
+        noise = torch.randn_like(x0[:, :config.noised_channels])
+        t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), device=x0.device)
+        return diffusion_loss(model, x0, alphas_cumprod, noise, t)
+    return loss_fn
+
+
+def pixel_preview(config: TrainConfig, dataset, noise_scheduler) -> Callable[[torch.nn.Module], np.ndarray]:
+    """Preview of a pixel-space U-Net: denoise channel 0, next to the clean context channels of dataset samples."""
+    from .previews import denoise_channel0, preview_grid, preview_scheduler
+
+    def preview_fn(unet) -> np.ndarray:
+        references = None
+        if config.in_channels > 1:
+            references = torch.stack([dataset[10 ** 9 + i]["pixel_values"] for i in range(config.preview_count)])
+        generated = denoise_channel0(unet, preview_scheduler(noise_scheduler.config),
+                                     None if references is None else references[:, 1:], config.preview_count,
+                                     config.preview_steps, torch.Generator().manual_seed(config.seed))
+        return preview_grid(generated, references)
+    return preview_fn
+
+
+def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, model=None,
+          loss_fn: LossFn | None = None, preview_fn: Callable[[torch.nn.Module], np.ndarray] | None = None,
+          export_fn: Callable[..., Path] | None = None) -> dict:
+    """Train until max_steps (or max_minutes); return {'step', 'loss', 'output_dir', 'export_dir', 'minutes'}.
+
+    Defaults train a pixel-space UNet2DModel; MAM-E passes its model, latent loss, previews and export."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
-    from diffusers import UNet2DModel
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     from .cache import load_images
     from .datasets import MamboDataset, StepSampler
     from .export import export_bundle
-    from .models import build_noise_scheduler, build_unet
-    from .previews import denoise_channel0, preview_grid, preview_scheduler, save_preview
+    from .models import build_noise_scheduler, build_unet, copy_weights, load_base_unet
+    from .previews import save_preview
 
     started = time.monotonic()
     out = Path(config.output_dir)
@@ -89,11 +122,15 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
     if dataset is None:  # a caller may pass its own (dual-view training does)
         dataset = MamboDataset(load_images(d.cache, d.views, (), d.healthy_only), config.role, config.image_size,
                                config.k, full_size=d.full_size, seed=config.seed,
-                               intensity_jitter=d.intensity_jitter, vflip_cc=d.vflip_cc)
-    model = model if model is not None else build_unet(config)
+                               intensity_jitter=d.intensity_jitter, vflip_cc=d.vflip_cc,
+                               aligned_context=config.aligned_context)
+    if model is None:
+        model = build_unet(config)
+        if config.init_from:
+            copy_weights(load_base_unet(config.init_from), model)
     noise_scheduler = build_noise_scheduler(config)
     ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup,
-                   power=config.ema_power, model_cls=UNet2DModel, model_config=model.config)
+                   power=config.ema_power, model_cls=type(model), model_config=getattr(model, "config", None))
     optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = optimizer_cls(model.parameters(), lr=config.learning_rate,
                               betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay)
@@ -118,22 +155,17 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
     batches = iter(loader)
     seen: list[int] = []
     unwrapped = accelerator.unwrap_model(model)
-    timesteps_total = noise_scheduler.config.num_train_timesteps
     alphas = noise_scheduler.alphas_cumprod.to(accelerator.device)
+    loss_fn = loss_fn or pixel_loss(config)
+    preview_fn = preview_fn or pixel_preview(config, dataset, noise_scheduler)
 
     def make_preview(at_step: int) -> None:
-        references = None
-        if config.in_channels > 1:
-            references = torch.stack([dataset[10 ** 9 + i]["pixel_values"] for i in range(config.preview_count)])
         ema.store(unwrapped.parameters())
         ema.copy_to(unwrapped.parameters())
         unwrapped.eval()
-        generated = denoise_channel0(unwrapped, preview_scheduler(noise_scheduler.config),
-                                     None if references is None else references[:, 1:], config.preview_count,
-                                     config.preview_steps, torch.Generator().manual_seed(config.seed))
+        grid = preview_fn(unwrapped)
         unwrapped.train()
         ema.restore(unwrapped.parameters())
-        grid = preview_grid(generated, references)
         save_preview(out / "previews" / f"step-{at_step:07d}.png", grid)
         accelerator.get_tracker("tensorboard").writer.add_image("preview", grid[None], at_step)
 
@@ -157,12 +189,10 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
             sample = next(batches)
             if config.log_sample_ids:
                 seen.extend(int(i) for i in sample["index"])
-            x0 = sample["pixel_values"].to(accelerator.device)
+            batch = {k: v.to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
             with accelerator.accumulate(model):
-                noise = torch.randn_like(x0[:, :config.noised_channels])
-                t = torch.randint(0, timesteps_total, (x0.shape[0],), device=x0.device)
                 with accelerator.autocast():
-                    loss = diffusion_loss(model, x0, alphas, noise, t)
+                    loss = loss_fn(model, batch, alphas)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -195,8 +225,8 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
     accelerator.wait_for_everyone()
     export_dir = None
     if accelerator.is_main_process and config.export_dir:
-        export_dir = str(export_bundle(checkpoint_dirs(out)[-1], config.export_dir,
-                                       minutes=(time.monotonic() - started) / 60))
+        export_dir = str((export_fn or export_bundle)(checkpoint_dirs(out)[-1], config.export_dir,
+                                                      minutes=(time.monotonic() - started) / 60))
     accelerator.end_training()
     return {"step": step, "loss": last_loss, "output_dir": str(out), "export_dir": export_dir,
             "minutes": (time.monotonic() - started) / 60}

@@ -1,6 +1,9 @@
 """The U-Net and noise schedule a config describes (diffusers classes, so published weights load the same way)."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from .config import TrainConfig
@@ -27,3 +30,37 @@ def build_noise_scheduler(config: TrainConfig) -> DDPMScheduler:
     return DDPMScheduler(num_train_timesteps=config.num_train_timesteps, beta_start=config.beta_start,
                          beta_end=config.beta_end, beta_schedule=config.beta_schedule,
                          prediction_type="epsilon", clip_sample=False)
+
+
+def load_base_unet(ref: str) -> UNet2DModel:
+    """UNet2DModel from a bundle folder (its unet/), a diffusers UNet or pipeline folder, or a hub id; safetensors."""
+    path = Path(ref).expanduser()
+    if (path / "unet" / "config.json").is_file():
+        path = path / "unet"
+    if path.exists():
+        return UNet2DModel.from_pretrained(path, use_safetensors=True)
+    try:  # hub id: google/ddpm-celebahq-256 keeps the U-Net at the repository root
+        return UNet2DModel.from_pretrained(ref, use_safetensors=True)
+    except OSError:
+        return UNet2DModel.from_pretrained(ref, subfolder="unet", use_safetensors=True)
+
+
+@torch.no_grad()
+def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Start `target` from `source`: equal-shaped tensors are copied; where `target` has more input or output
+    channels (e.g. an added context channel) the source fills the first ones and the new ones start at zero,
+    so the widened model computes exactly what the source did. Any other shape difference is an error."""
+    src = source.state_dict()
+    for name, param in target.state_dict().items():
+        if name not in src:
+            raise ValueError(f"init_from: the source model has no {name}; use a model of the same layout")
+        value = src[name]
+        if value.shape == param.shape:
+            param.copy_(value)
+        elif value.dim() == param.dim() and all(a <= b for a, b in zip(value.shape, param.shape)) \
+                and sum(a != b for a, b in zip(value.shape, param.shape)) == 1:
+            param.zero_()
+            param[tuple(slice(0, n) for n in value.shape)] = value
+        else:
+            raise ValueError(f"init_from: {name} has shape {tuple(value.shape)} in the source, "
+                             f"{tuple(param.shape)} here; use a model of the same layout")
