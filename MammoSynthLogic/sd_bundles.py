@@ -9,6 +9,7 @@ channels (4 = text-to-image, 9 = inpainting).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -68,6 +69,24 @@ def save_sd_bundle(directory: str | os.PathLike, pipeline, manifest: dict) -> Pa
                         {**fields, **manifest})
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """No diffusers/transformers progress bars or info/warning lines (e.g. torchvision fallbacks) while loading."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    saved = [(m, m.get_verbosity(), m.is_progress_bar_enabled()) for m in (diffusers_logging, transformers_logging)]
+    for module, _, _ in saved:
+        module.set_verbosity_error()
+        module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, verbosity, bar in saved:
+            module.set_verbosity(verbosity)
+            (module.enable_progress_bar if bar else module.disable_progress_bar)()
+
+
 def _pipeline_class(role: str):
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
@@ -112,8 +131,9 @@ def load_sd_bundle(ref: str | os.PathLike | None, role: str, device: str = "cpu"
         raise MammoSynthError(folder, f"expected a {role} model, found {manifest['role']} "
                                       f"(U-Net with {manifest['in_channels']} input channels)")
     try:
-        pipeline = _pipeline_class(role).from_pretrained(folder, use_safetensors=True, safety_checker=None,
-                                                          feature_extractor=None, requires_safety_checker=False)
+        with _quiet_loading():
+            pipeline = _pipeline_class(role).from_pretrained(folder, use_safetensors=True, safety_checker=None,
+                                                              feature_extractor=None, requires_safety_checker=False)
     except (OSError, ValueError, RuntimeError, EnvironmentError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MammoSynthError(folder, f"cannot load the pipeline ({reason}); it must be a diffusers folder with "

@@ -247,9 +247,25 @@ def _temporary_nodes(scene: vtkMRMLScene) -> Iterator[None]:
                 scene.RemoveNode(node)
 
 
+def has_segment(segmentation_node: Optional[vtkMRMLSegmentationNode], segment_id: Optional[str]) -> bool:
+    """Whether the segmentation node holds a segment of that ID."""
+    return bool(segmentation_node is not None and segment_id
+                and segmentation_node.GetSegmentation().GetSegment(segment_id) is not None)
+
+
+def segment_editor_selection(scene: vtkMRMLScene) -> tuple[Optional[vtkMRMLSegmentationNode], Optional[str]]:
+    """(segmentation node, segment ID) selected in the Segment Editor module, (None, None) when nothing is."""
+    editor = scene.GetSingletonNode("SegmentEditor", "vtkMRMLSegmentEditorNode") \
+        or scene.GetFirstNodeByClass("vtkMRMLSegmentEditorNode")
+    if editor is None or not has_segment(editor.GetSegmentationNode(), editor.GetSelectedSegmentID()):
+        return None, None
+    return editor.GetSegmentationNode(), editor.GetSelectedSegmentID()
+
+
 def segment_to_mask(segmentation_node: vtkMRMLSegmentationNode, segment_id: str,
                     reference: vtkMRMLVolumeNode) -> np.ndarray:
-    """The segment rasterised on the reference image's grid: a bool (rows, columns) mask for the engine."""
+    """The segment on the reference image's grid (resampled, cropped or padded from whatever geometry and extent it
+    was painted on): a bool (rows, columns) mask in the engine's array layout."""
     scene = segmentation_node.GetScene()
     with _temporary_nodes(scene):
         labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__mammosynth_export")

@@ -42,13 +42,18 @@ class JobFailed(RuntimeError):
 
 
 class EngineJob:
-    """One engine process: start, poll events without blocking, cancel, read result or error."""
+    """One engine process: start, poll events without blocking, cancel, read result or error.
+
+    Cancel removes the `outputs` that did not exist at start, and the `owned` ones (made for the job beforehand,
+    e.g. a job folder holding its input mask) although they did.
+    """
 
     def __init__(self, command: Sequence[str], *, outputs: Sequence[str | os.PathLike] = (),
                  engine_path: Optional[str | os.PathLike] = None, env: Optional[dict] = None,
-                 cwd: Optional[str | os.PathLike] = None):
+                 cwd: Optional[str | os.PathLike] = None, owned: Sequence[str | os.PathLike] = ()):
         self.command = [str(c) for c in command]
-        self.outputs = [Path(p) for p in outputs]
+        self.owned = [Path(p) for p in owned]
+        self.outputs = list(dict.fromkeys([*map(Path, outputs), *self.owned]))
         self.engine_path = engine_path
         self.env = env
         self.cwd = cwd
@@ -73,7 +78,7 @@ class EngineJob:
         return env
 
     def start(self) -> "EngineJob":
-        self._existed = {p for p in self.outputs if p.exists()}
+        self._existed = {p for p in self.outputs if p.exists() and p not in self.owned}
         group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW} \
             if os.name == "nt" else {"start_new_session": True}
         self.process = subprocess.Popen(

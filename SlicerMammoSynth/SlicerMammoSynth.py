@@ -18,7 +18,7 @@ import ctk
 import qt
 import slicer
 import vtk
-from slicer import vtkMRMLScalarVolumeNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
@@ -45,6 +45,12 @@ PRESETS = ["fast", "paper"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 LEVELS = ["global", "native"]
 LATERALITIES = ["L", "R"]
+VIEWS = ["CC", "MLO"]
+# Prompt attributes of MAM-E's captions; "" leaves the attribute out of the prompt. Vendors: any text, these offered.
+VENDORS = ["", "siemens", "hologic", "ge", "philips", "fujifilm"]
+DENSITIES = ["", "very low", "low", "high", "very high"]
+AREAS = ["", "small", "medium", "big"]
+INPAINT_METHODS = ["auto", "sd", "repaint"]
 RELABEL_DELAY_MS = 300
 TORCH_REQUIREMENT = ">=2.1"
 # The engine's requirements besides torch (pyproject.toml); SimpleITK ships with Slicer.
@@ -82,7 +88,8 @@ class SlicerMammoSynth(ScriptedLoadableModule):
 Diffusion-based mammography synthesis. Load a mammography study (a folder or Slicer's DICOM database), then
 <b>Generate</b> a new full-resolution synthetic mammogram or <b>Upscale</b> a real one, compute an <b>anomaly map</b>
 of the selected view (heat map, label map and one "Mass" segment per finding), <b>generate a CC/MLO pair</b> or
-<b>complete the missing view</b> of a real one. Jobs run in the background in a separate process; results appear
+<b>complete the missing view</b> of a real one, generate a mammogram <b>from text</b> or <b>inpaint a lesion</b> into
+a region painted in the Segment Editor. Jobs run in the background in a separate process; results appear
 under the study in the Data module, synthetic images marked synthetic.
 <p>Methods:</p>
 <ul>
@@ -129,6 +136,20 @@ class SlicerMammoSynthParameterNode:
     dualviewModelPath: Path
     dualviewLaterality: Annotated[str, Choice(LATERALITIES)] = "L"
     dualviewSize: Annotated[int, WithinRange(0, 8192)] = 0
+    textModelPath: Path
+    textVendor: str = ""  # an editable combo box: kept in step by the widget (no GUI connector binds one)
+    textView: Annotated[str, Choice(VIEWS)] = "CC"
+    textLaterality: Annotated[str, Choice(LATERALITIES)] = "L"
+    textDensity: Annotated[str, Choice(DENSITIES)] = ""
+    textArea: Annotated[str, Choice(AREAS)] = ""
+    textPrompt: str = ""
+    textNegativePrompt: str = ""
+    textGuidance: Annotated[float, WithinRange(1.0, 15.0)] = 5.0
+    textSteps: Annotated[int, WithinRange(1, 200)] = 24
+    inpaintModelPath: Path
+    inpaintMethod: Annotated[str, Choice(INPAINT_METHODS)] = "auto"
+    inpaintSegmentation: vtkMRMLSegmentationNode  # with inpaintSegmentID: the segment selector, kept in step
+    inpaintSegmentID: str = ""
 
 
 #
@@ -162,9 +183,12 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.ui.sourceVolumeSelector.setMRMLScene(slicer.mrmlScene)
+        self.ui.inpaintSegmentSelector.setMRMLScene(slicer.mrmlScene)
         for pathEdit in (self.ui.folderPathLineEdit, self.ui.modelPathLineEdit, self.ui.outputDirectoryLineEdit,
-                         self.ui.anomalyModelPathLineEdit, self.ui.dualviewModelPathLineEdit):
+                         self.ui.anomalyModelPathLineEdit, self.ui.dualviewModelPathLineEdit,
+                         self.ui.textModelPathLineEdit, self.ui.inpaintModelPathLineEdit):
             pathEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.textVendorComboBox.addItems(VENDORS)
         self.ui.viewsTable.setColumnCount(4)
 
         self.logic = SlicerMammoSynthLogic()
@@ -181,6 +205,15 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.heatOpacitySlider.connect("valueChanged(double)", self.onHeatOpacityChanged)
         self.ui.generatePairButton.connect("clicked(bool)", self.onGeneratePair)
         self.ui.completeViewButton.connect("clicked(bool)", self.onCompleteView)
+        self.ui.textGenerateButton.connect("clicked(bool)", self.onText2Mammo)
+        self.ui.inpaintButton.connect("clicked(bool)", self.onInpaint)
+        self.ui.textVendorComboBox.connect("editTextChanged(QString)",
+                                           lambda text: self.setUnboundParameter("textVendor", text))
+        self.ui.inpaintSegmentSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                               lambda node: self.setUnboundParameter("inpaintSegmentation", node))
+        self.ui.inpaintSegmentSelector.connect("currentSegmentChanged(QString)",
+                                               lambda segmentID: self.setUnboundParameter("inpaintSegmentID",
+                                                                                          segmentID or ""))
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
         self.initializeParameterNode()
@@ -193,12 +226,13 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.followSegmentEditor()
 
     def exit(self) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelJob()
@@ -217,17 +251,50 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode: Optional[SlicerMammoSynthParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateApplyButton)
-            self.updateApplyButton()
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
+            self.updateGUIFromParameterNode()
+
+    def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
+        """What the GUI connectors do not update: the unbound widgets and the job buttons."""
+        self.updateUnboundWidgets()
+        self.updateApplyButton()
+
+    def updateUnboundWidgets(self) -> None:
+        """Widgets no GUI connector binds follow the parameter node: the editable vendor, the segment selector."""
+        p = self._parameterNode
+        if p is None:
+            return
+        if self.ui.textVendorComboBox.currentText != p.textVendor:
+            self.ui.textVendorComboBox.setEditText(p.textVendor)
+        selector = self.ui.inpaintSegmentSelector
+        segmentation, segmentID = p.inpaintSegmentation, p.inpaintSegmentID  # the node change may reset the ID
+        if selector.currentNode() != segmentation:
+            selector.setCurrentNode(segmentation)
+        if segmentID and selector.currentSegmentID() != segmentID:
+            selector.setCurrentSegmentID(segmentID)
+
+    def setUnboundParameter(self, name: str, value) -> None:
+        """A parameter edited in a widget no GUI connector binds."""
+        if self._parameterNode is not None and getattr(self._parameterNode, name) != value:
+            setattr(self._parameterNode, name, value)
+
+    def followSegmentEditor(self) -> None:
+        """Select the segment selected in the Segment Editor (where the lesion region was just painted)."""
+        segmentation, segmentID = MammoSynthMRML.segment_editor_selection(slicer.mrmlScene)
+        if self._parameterNode is not None and segmentation is not None and segmentID:
+            self._parameterNode.inpaintSegmentation = segmentation
+            self._parameterNode.inpaintSegmentID = segmentID
 
     def updateApplyButton(self, caller=None, event=None) -> None:
         """Every job button: the running job's reads Cancel (the others wait), else enabled when it can run."""
         task = self._parameterNode.task if self._parameterNode else "Generate"
         hasSource = bool(self._parameterNode and self._parameterNode.sourceVolume)
+        hasSegment = bool(self._parameterNode and MammoSynthMRML.has_segment(self._parameterNode.inpaintSegmentation,
+                                                                             self._parameterNode.inpaintSegmentID))
         buttons = [
             (self.ui.applyButton, task, hasSource or task != "Upscale", f"{task} in the background",
              "Select a source image to upscale"),
@@ -236,6 +303,11 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             (self.ui.generatePairButton, "Generate pair", True, "A synthetic CC/MLO pair of one breast", ""),
             (self.ui.completeViewButton, "Complete missing view", hasSource,
              "Keep the source view (CC or MLO) and generate the other one", "Select a real CC or MLO source image"),
+            (self.ui.textGenerateButton, "Generate from text", True, "A synthetic mammogram from the prompt (MAM-E)",
+             ""),
+            (self.ui.inpaintButton, "Inpaint lesion", hasSource and hasSegment,
+             "Inpaint a lesion into the selected segment's region of the source image",
+             "Select a source image and a segment painted over it in the Segment Editor"),
         ]
         running = self._job is not None and self._job.running
         for button, text, ready, tip, why in buttons:
@@ -354,6 +426,31 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         self.runJob(self.ui.completeViewButton, "Complete view", start)
 
+    def onText2Mammo(self) -> None:
+        p = self._parameterNode
+
+        def start():
+            job = self.logic.startText2Mammo(
+                seed=p.seed, model=p.textModelPath, outputDirectory=p.outputDirectory, vendor=p.textVendor,
+                view=p.textView, laterality=p.textLaterality, density=p.textDensity, area=p.textArea,
+                prompt=p.textPrompt, negativePrompt=p.textNegativePrompt, guidance=p.textGuidance, steps=p.textSteps,
+                device=p.device)
+            return job, lambda finished: self.showVolumes([self.logic.loadResult(finished)])
+
+        self.runJob(self.ui.textGenerateButton, "Text", start)
+
+    def onInpaint(self) -> None:
+        p = self._parameterNode
+        source = p.sourceVolume
+
+        def start():
+            job = self.logic.startInpaint(source, p.inpaintSegmentation, p.inpaintSegmentID, seed=p.seed,
+                                          model=p.inpaintModelPath, outputDirectory=p.outputDirectory,
+                                          method=p.inpaintMethod, device=p.device)
+            return job, lambda finished: self.showVolumes([self.logic.loadResult(finished, source)])
+
+        self.runJob(self.ui.inpaintButton, "Inpaint", start)
+
     def runJob(self, button, title: str, start) -> None:
         """Start a job (`start()` returns the job and what loads its result), or cancel the running one."""
         if self._job is not None and self._job.running:
@@ -362,7 +459,11 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not self.ensureDependencies():
             return
         with slicer.util.tryWithErrorDisplay("The job could not start.", waitCursor=True):
-            self._job, self._jobLoader = start()
+            try:
+                self._job, self._jobLoader = start()
+            except ValueError as error:  # something to select or paint first: said in the status line, no job
+                self.ui.statusLabel.text = f"{title}: {error}"
+                return
             self._jobButton = button
             self.ui.logTextEdit.clear()
             self.ui.progressBar.setRange(0, 0)
@@ -486,6 +587,14 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         job = logic.startDualView(seed=2, laterality="R")     # or complete=views[0].node
         job.wait()
         cc, mlo = logic.loadDualViewResult(job)
+
+        job = logic.startText2Mammo(seed=3, vendor="hologic", view="MLO", density="high")
+        job.wait()
+        node = logic.loadResult(job)                          # under a new synthetic study
+
+        job = logic.startInpaint(views[0].node, segmentationNode, segmentID, seed=4)
+        job.wait()
+        node = logic.loadResult(job, views[0].node)           # under the source's study
     """
 
     def __init__(self) -> None:
@@ -646,6 +755,44 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         return args + ["--preset", preset, "--seed", str(int(seed)), "--device", device]
 
     @staticmethod
+    def optionArguments(**options) -> list[str]:
+        """`--name value` for every option that is set (None and "" left out), in order; `_` in a name becomes `-`."""
+        args = []
+        for name, value in options.items():
+            if value is not None and value != "":
+                args += ["--" + name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+        return args
+
+    @classmethod
+    def text2mammoArguments(cls, out: str, model: Optional[str] = None, vendor: str = "", view: str = "CC",
+                            laterality: str = "L", density: str = "", area: str = "", prompt: str = "",
+                            negativePrompt: str = "", guidance: float = 5.0, steps: int = 24, size: int = 0,
+                            seed: int = 0, device: str = "auto") -> list[str]:
+        """The engine's `text2mammo` command line (without the interpreter); a free `prompt` overrides attributes."""
+        return ["text2mammo", *cls.optionArguments(
+            model=model, vendor=vendor.strip(), view=view, laterality=laterality, density=density, area=area,
+            prompt=prompt.strip(), negative_prompt=negativePrompt.strip(), guidance=float(guidance),
+            steps=int(steps), size=int(size) or None, seed=int(seed), device=device, out=out)]
+
+    @classmethod
+    def inpaintArguments(cls, source: str, mask: str, out: str, model: Optional[str] = None, method: str = "auto",
+                         prompt: str = "", guidance: Optional[float] = None, steps: Optional[int] = None,
+                         feather: Optional[float] = None, label: Optional[int] = None, seed: int = 0,
+                         device: str = "auto") -> list[str]:
+        """The engine's `inpaint` command line (without the interpreter); `mask` is a NRRD on the source's grid."""
+        if not source or not mask:
+            raise ValueError("inpainting needs a source image and a lesion mask")
+        return ["inpaint", str(source), *cls.optionArguments(
+            mask=mask, label=label, method=method, model=model, prompt=prompt.strip(), guidance=guidance,
+            steps=steps, feather=feather, seed=int(seed), device=device, out=out)]
+
+    @classmethod
+    def _jobPath(cls, outputDirectory, kind: str, seed: int, suffix: str = "") -> Path:
+        """A new job's output in the output folder: `<kind>-<time>-seed<seed><suffix>`."""
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return cls._outputFolder(outputDirectory) / f"{kind}-{stamp}-seed{int(seed)}{suffix}"
+
+    @staticmethod
     def _outputFolder(outputDirectory) -> Path:
         """The chosen output folder, or a new temporary one."""
         if outputDirectory and str(outputDirectory) not in ("", "."):
@@ -657,17 +804,17 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         return str(path) if path and str(path) not in ("", ".") else None
 
     @staticmethod
-    def _start(args: list[str], out: Path) -> MammoSynthRunner.EngineJob:
+    def _start(args: list[str], out: Path, *owned: Path) -> MammoSynthRunner.EngineJob:
+        """Run the engine in the background; cancel removes `out` and what was made for the job (`owned`)."""
         logging.info("MammoSynth: %s", " ".join(args))
         env = slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
-        return MammoSynthRunner.EngineJob(MammoSynthRunner.engine_command(args), outputs=[out],
+        return MammoSynthRunner.EngineJob(MammoSynthRunner.engine_command(args), outputs=[out], owned=owned,
                                           engine_path=ROOT_DIR, env=env).start()
 
     def startTask(self, task: str, source=None, model=None, preset: str = "fast", seed: int = 0,
                   device: str = "auto", outputDirectory=None, size: int = 0) -> MammoSynthRunner.EngineJob:
         """Start the engine in the background; poll or `wait()` the returned job, then `loadResult(job)`."""
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = self._outputFolder(outputDirectory) / f"{task.lower()}-{stamp}-seed{int(seed)}.dcm"
+        out = self._jobPath(outputDirectory, task.lower(), seed, ".dcm")
         args = self.engineArguments(task, str(out), self.sourcePath(source) if source is not None else None,
                                     self._pathOrNone(model), preset, seed, device, size)
         return self._start(args, out)
@@ -687,8 +834,7 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
     def startAnomaly(self, source, model=None, lam: float = 700, threshold: float = 0.3, level: str = "global",
                      seed: int = 0, device: str = "auto", outputDirectory=None) -> MammoSynthRunner.EngineJob:
         """Anomaly map of one view in the background (heat.nrrd, labels.nrrd, seg.dcm ... in a new folder)."""
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = self._outputFolder(outputDirectory) / f"anomaly-{stamp}-seed{int(seed)}"
+        out = self._jobPath(outputDirectory, "anomaly", seed)
         args = self.anomalyArguments(self.sourcePath(source), str(out), self._pathOrNone(model), lam, threshold,
                                      level, seed, device)
         return self._start(args, out)
@@ -717,9 +863,7 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         For completion `laterality` is passed only when the source's header does not give one."""
         import MammoSynthStudy
 
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        kind = "complete" if complete is not None else "dualview"
-        out = self._outputFolder(outputDirectory) / f"{kind}-{stamp}-seed{int(seed)}"
+        out = self._jobPath(outputDirectory, "complete" if complete is not None else "dualview", seed)
         known = self.sourcePath(complete) if complete is not None else None
         if complete is not None and MammoSynthStudy.view_info(complete)[0]:
             laterality = None
@@ -735,6 +879,37 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         if job.error:
             raise RuntimeError(job.error)
         return MammoSynthStudy.load_dualview(slicer.mrmlScene, job.result or {}, source_node=source)
+
+    def startText2Mammo(self, seed: int = 0, model=None, outputDirectory=None,
+                        **options) -> MammoSynthRunner.EngineJob:
+        """A synthetic mammogram from text (MAM-E; `options` of `text2mammoArguments`) in the background."""
+        out = self._jobPath(outputDirectory, "text", seed, ".dcm")
+        return self._start(self.text2mammoArguments(str(out), self._pathOrNone(model), seed=seed, **options), out)
+
+    @staticmethod
+    def writeSegmentMask(segmentationNode, segmentID: str, reference, path) -> Path:
+        """The segment as the engine's mask NRRD (1 = lesion region) on the reference volume's pixel grid."""
+        from MammoSynthLogic import dicom_io
+
+        if not MammoSynthMRML.has_segment(segmentationNode, segmentID):
+            raise ValueError("select the segment of the lesion region (paint it in the Segment Editor)")
+        mask = MammoSynthMRML.segment_to_mask(segmentationNode, segmentID, reference)
+        if not mask.any():
+            name = segmentationNode.GetSegmentation().GetSegment(segmentID).GetName()
+            raise ValueError(f"segment '{name}' is empty over {reference.GetName()}: paint the lesion region in the "
+                             "Segment Editor first")
+        column_mm, row_mm = reference.GetSpacing()[:2]
+        return dicom_io.write_nrrd(path, mask.astype("uint8"), (row_mm, column_mm))
+
+    def startInpaint(self, source, segmentationNode, segmentID: str, seed: int = 0, model=None, outputDirectory=None,
+                     **options) -> MammoSynthRunner.EngineJob:
+        """A lesion in the segment's region of `source` (MAM-E; `options` of `inpaintArguments`), in the background."""
+        sourcePath = self.sourcePath(source)
+        folder = self._jobPath(outputDirectory, "inpaint", seed)
+        out = folder / f"{folder.name}.dcm"
+        mask = self.writeSegmentMask(segmentationNode, segmentID, source, folder / "mask.nrrd")
+        return self._start(self.inpaintArguments(sourcePath, str(mask), str(out), self._pathOrNone(model), seed=seed,
+                                                 **options), out, folder)
 
 
 #

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
 MODULE_FILE = ROOT / "SlicerMammoSynth" / "SlicerMammoSynth.py"
 PANEL_PNG = ROOT / "docs" / "images" / "slicer-panel.png"
-PANEL_SIZE = (440, 1240)
+PANEL_SIZE = (440, 1760)
+# Kept in step by the module's own code: an editable combo box and the segment selector, which no GUI connector binds.
+UNBOUND_PARAMETERS = {"textVendor", "inpaintSegmentation", "inpaintSegmentID"}
 
 
 # Stand-ins for Slicer's CTK/MRML widgets, registered under their class names: what Qt Designer would show.
@@ -84,8 +86,24 @@ class qMRMLWidget(QtWidgets.QWidget):
     pass
 
 
+class qMRMLSegmentSelectorWidget(qMRMLWidget):
+    """A segmentation combo box over a segment combo box, with the segment selector's signals."""
+
+    currentNodeChanged = Signal(object)
+    currentSegmentChanged = Signal(str)
+    noneEnabled = Property(bool, lambda self: True, lambda self, value: None)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.nodes, self.segments = QtWidgets.QComboBox(), QtWidgets.QComboBox()
+        layout.addWidget(self.nodes)
+        layout.addWidget(self.segments)
+
+
 SLICER_WIDGETS = {cls.__name__: cls for cls in (ctkCollapsibleButton, ctkPathLineEdit, qMRMLNodeComboBox,
-                                                 ctkSliderWidget, qMRMLWidget)}
+                                                 ctkSliderWidget, qMRMLWidget, qMRMLSegmentSelectorWidget)}
 
 
 @pytest.fixture(scope="module")
@@ -193,15 +211,22 @@ def test_parameter_node_fields_and_widgets_match(app):
     bound = {w.property("SlicerParameterName"): w for w in widget.findChildren(QtWidgets.QWidget)
              if w.property("SlicerParameterName")}
     fields = _parameter_fields()
-    assert set(bound) == set(fields), f"widgets {sorted(bound)} vs parameters {sorted(fields)}"
+    assert set(bound) == set(fields) - UNBOUND_PARAMETERS, f"widgets {sorted(bound)} vs parameters {sorted(fields)}"
+    module_source = MODULE_FILE.read_text()
+    assert all(f'setUnboundParameter("{name}"' in module_source for name in UNBOUND_PARAMETERS)
     expected = {"vtkMRMLScalarVolumeNode": qMRMLNodeComboBox, "Path": ctkPathLineEdit, "int": QtWidgets.QSpinBox,
-                "float": ctkSliderWidget, "str": QtWidgets.QComboBox}
+                "float": ctkSliderWidget}
     for name, (kind, extras, default) in fields.items():
+        if name in UNBOUND_PARAMETERS:
+            continue
         control = bound[name]
-        assert isinstance(control, expected[kind]), f"{name}: {kind} bound to {type(control).__name__}"
         calls = {ast.unparse(e.func): e.args for e in extras if isinstance(e, ast.Call)}
-        if kind == "str":
-            assert "Choice" in calls, f"{name}: a combo box needs Choice(...)"
+        if kind == "str":  # Slicer's connectors: a plain QComboBox with Choice(...), else a plain QLineEdit
+            wanted = QtWidgets.QComboBox if "Choice" in calls else QtWidgets.QLineEdit
+            assert type(control) is wanted, f"{name}: str bound to {type(control).__name__}"
+        else:
+            assert isinstance(control, expected[kind]), f"{name}: {kind} bound to {type(control).__name__}"
+        if kind == "str" and "Choice" in calls:
             choices = _module_constant(calls["Choice"][0].id)
             assert default in choices, f"{name}: default {default!r} not in {choices}"
         if "WithinRange" in calls and kind in ("int", "float"):
@@ -218,7 +243,7 @@ def test_panel_renders_to_the_docs_png(app):
     widget = _load(app, register=True)
     assert isinstance(widget, qMRMLWidget)
     titles = [w.title() for w in widget.findChildren(ctkCollapsibleButton)]
-    assert titles == ["Study", "Run settings", "Synthesis", "Anomaly", "Dual view", "Setup"]
+    assert titles == ["Study", "Run settings", "Synthesis", "Anomaly", "Dual view", "Text", "Inpaint", "Setup"]
     # what the panel shows after loading the two-view study of one breast and starting an anomaly map of L CC
     widget.findChild(ctkPathLineEdit, "folderPathLineEdit").setText("/data/CBIS-DDSM/P_00001")
     table = widget.findChild(QtWidgets.QTableWidget, "viewsTable")
@@ -231,7 +256,10 @@ def test_panel_renders_to_the_docs_png(app):
     table.selectRow(0)
     widget.findChild(qMRMLNodeComboBox, "sourceVolumeSelector").addItems(["L CC", "L MLO"])
     for name, constant in (("taskComboBox", "TASKS"), ("presetComboBox", "PRESETS"), ("deviceComboBox", "DEVICES"),
-                           ("anomalyLevelComboBox", "LEVELS"), ("dualviewLateralityComboBox", "LATERALITIES")):
+                           ("anomalyLevelComboBox", "LEVELS"), ("dualviewLateralityComboBox", "LATERALITIES"),
+                           ("textVendorComboBox", "VENDORS"), ("textViewComboBox", "VIEWS"),
+                           ("textLateralityComboBox", "LATERALITIES"), ("textDensityComboBox", "DENSITIES"),
+                           ("textAreaComboBox", "AREAS"), ("inpaintMethodComboBox", "INPAINT_METHODS")):
         widget.findChild(QtWidgets.QComboBox, name).addItems(_module_constant(constant))
     widget.findChild(QtWidgets.QSpinBox, "seedSpinBox").setValue(42)
     threshold = widget.findChild(ctkSliderWidget, "anomalyThresholdSlider")
@@ -241,7 +269,9 @@ def test_panel_renders_to_the_docs_png(app):
     assert seen == [pytest.approx(0.35)], "the threshold slider reports its value as valueChanged(double)"
     for name, enabled, text in (("applyButton", False, "Generate"), ("anomalyButton", True, "Cancel"),
                                 ("generatePairButton", False, "Generate pair"),
-                                ("completeViewButton", False, "Complete missing view")):
+                                ("completeViewButton", False, "Complete missing view"),
+                                ("textGenerateButton", False, "Generate from text"),
+                                ("inpaintButton", False, "Inpaint lesion")):
         button = widget.findChild(QtWidgets.QPushButton, name)
         button.setEnabled(enabled)
         button.setText(text)
@@ -255,7 +285,8 @@ def test_panel_renders_to_the_docs_png(app):
     widget.resize(PANEL_SIZE[0], PANEL_SIZE[1])
     widget.show()
     app.processEvents()
-    for name in ("anomalyLambdaSlider", "heatOpacitySlider", "dualviewSizeSpinBox", "completeViewButton"):
+    for name in ("anomalyLambdaSlider", "heatOpacitySlider", "dualviewSizeSpinBox", "completeViewButton",
+                 "textGenerateButton", "inpaintButton", "installDependenciesButton"):
         child = widget.findChild(QtWidgets.QWidget, name)
         bottom = child.mapTo(widget, child.rect().bottomLeft()).y()
         assert child.isVisible() and bottom < PANEL_SIZE[1], f"{name} is cut off in the picture"

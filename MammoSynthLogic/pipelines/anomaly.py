@@ -18,7 +18,7 @@ from MammoSynthLogic.anomaly import AnomalySettings, heat_map, label_map
 from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.pipelines.mambo import context_channels, to01
+from MammoSynthLogic.pipelines.mambo import full_size, image_context, to01
 from MammoSynthLogic.preparation import PreparedImage, resize
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, randn, sample, unet_predictor
@@ -60,7 +60,7 @@ class AnomalyPipeline:
             if self.patch is None:
                 raise MammoSynthError("--level native", "needs a mambo-patch bundle beside the global one")
             # the full-resolution canvas the patch model was trained at (MAMBO: the native pixel pitch)
-            size = int(self.patch.manifest.get("full_size", self.s * int(self.patch.k) ** 2))
+            size = full_size(self.patch)
             working = resize(prepared.pixels, (size, size))
             mask = resize(prepared.mask, (size, size))
             recon = self.reconstruct_native(working, mask, settings, seed, reporter)
@@ -92,10 +92,9 @@ class AnomalyPipeline:
 
     def reconstruct_native(self, working: np.ndarray, mask: np.ndarray, settings: AnomalySettings, seed: int,
                            reporter: Reporter) -> np.ndarray:
-        s, k, n = self.s, int(self.patch.k), working.shape[0]
+        s, n = self.s, working.shape[0]
         model = working * 2 - 1
-        mid = resize(working, (max(s, round(n / k)),) * 2) * 2 - 1
-        g = resize(working, (s, s)) * 2 - 1
+        context = image_context(working, self.patch)
         overlap = min(32, s // 4)
         tiles = tiling.active(tiling.grid(n, n, s, overlap), mask)
         weights = tiling.ramp_weights(s, overlap)
@@ -105,8 +104,7 @@ class AnomalyPipeline:
         for gi, group in enumerate(groups):
             reporter.update("anomaly: tiles", gi, len(groups))
             x0 = torch.from_numpy(np.stack([model[t.slices] for t in group])[:, None]).repeat_interleave(settings.draws, 0)
-            ctx = np.stack([context_channels("mambo-patch", t, n, g, mid, self.patch.aligned_context)
-                            for t in group])
+            ctx = np.stack([context(t) for t in group])
             ctx = torch.from_numpy(ctx).repeat_interleave(settings.draws, 0)
             keys = [("anomaly", t.row, t.col, d) for t in group for d in range(settings.draws)]
             x = self._partial_denoise(self.patch, x0.to(self.device), ctx.to(self.device), seed, keys, settings, None)

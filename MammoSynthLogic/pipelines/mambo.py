@@ -126,6 +126,22 @@ def context_channels(role: str, tile: tiling.Tile, side: int, g: np.ndarray, mid
     return np.stack(channels)
 
 
+def full_size(patch: Bundle) -> int:
+    """The full-resolution side the patch model was trained at: the manifest's `full_size`, else s·k²."""
+    return int(patch.manifest.get("full_size") or patch.image_size * int(patch.k) ** 2)
+
+
+def image_context(working01: np.ndarray, patch: Bundle) -> Callable[[tiling.Tile], np.ndarray]:
+    """Patch-model contexts for the tiles of a real square image ([0, 1]) at the model's scale: the mid-resolution
+    image is the image resized by 1/k, the global image the image resized to s (as in super-resolution)."""
+    from MammoSynthLogic.preparation import resize
+
+    s, k, n = patch.image_size, int(patch.k), working01.shape[0]
+    mid = resize(working01, (max(s, round(n / k)),) * 2) * 2 - 1
+    g = resize(working01, (s, s)) * 2 - 1
+    return lambda t: context_channels("mambo-patch", t, n, g, mid, aligned=patch.aligned_context)
+
+
 def background_mask(coarse01: np.ndarray, shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
     """Breast region of the coarser stage (MAMBO suppl. §9 without erosion), dilated, resized to `shape`."""
     from scipy import ndimage
@@ -151,7 +167,7 @@ class MamboPipeline:
         self.k = int(patch.k)
 
     def default_size(self) -> int:
-        return int(self.patch.manifest.get("full_size", self.s * self.k * self.k))
+        return full_size(self.patch)
 
     def __call__(self, size: int, seed: int, settings: MamboSettings, reporter: Optional[Reporter] = None,
                  global01: Optional[np.ndarray] = None) -> MamboResult:
