@@ -177,3 +177,23 @@ def test_embedded_bundles_inpaint_tissue_on_a_real_mammogram(real_dicoms):
     ring = disc(image.pixels.shape, cy, cx, 120) & ~mask
     assert abs(float(out[mask].mean()) - float(image.pixels[ring].mean())) < 0.1
     assert float(out[mask].std()) > 0.005  # structure, not a flat fill
+
+
+def test_lesion_is_drawn_into_the_contexts_only(tiny):
+    """`lesion` brightens the masked part of the patch contexts (what the model renders); the outside stays the
+    original and the contexts outside the mask are the same as without it."""
+    from MammoSynthLogic.pipelines.repaint import with_lesion
+
+    image = breast()
+    mask = LEFT_MASK
+    massed = with_lesion(image, mask, 0.3, seed=0)
+    assert np.array_equal(massed[~mask], image[~mask]) and massed[mask].mean() > image[mask].mean() + 0.1
+
+    runs = {}
+    for lesion in (0.0, 0.3):
+        bundles, stub = with_stub(tiny)
+        out = inpaint_repaint(image, mask, bundles, seed=2, steps=4, lesion=lesion)
+        assert np.array_equal(out[~mask], image[~mask])
+        runs[lesion] = stub.calls[0][0][:, 1:]  # the clean context channels of the first step
+    assert runs[0.3][:, 0].mean() > runs[0.0][:, 0].mean() + 0.01  # local context: mid image with the mass
+    assert not torch.equal(runs[0.3], runs[0.0])

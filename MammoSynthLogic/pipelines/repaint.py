@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from MammoSynthLogic import tiling
+from MammoSynthLogic.anomaly import insert_mass
 from MammoSynthLogic.bundles import Bundle, check_mambo_set
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
@@ -27,6 +28,15 @@ from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, rand
 
 SAMPLERS = ("ddpm", "ddim")  # ancestral steps only: the known region is replaced every step (no multistep solver)
 SIDES = ("left", "right")
+
+
+def with_lesion(image01: np.ndarray, mask: np.ndarray, contrast: float, seed: int) -> np.ndarray:
+    """`image01` with a soft lobulated mass of `contrast` centred on the mask, as large as the mask, inside it only."""
+    ys, xs = np.nonzero(mask)
+    radius = max(1.0, float(np.sqrt(ys.size / np.pi)))
+    massed, _ = insert_mass(image01, (int(ys.mean()), int(xs.mean())), radius, contrast,
+                            np.random.default_rng([seed, 7]))
+    return np.where(mask, massed, image01).astype(np.float32)
 
 
 def prepared_frame(pixels: np.ndarray, side: Optional[str]) -> tuple[np.ndarray, PrepareTransform]:
@@ -121,7 +131,8 @@ def check_arguments(pixels: np.ndarray, mask: np.ndarray, steps: int, jumps: int
 
 def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle, Bundle, Bundle], *, seed: int,
                     steps: int = 50, jumps: int = 1, jump_length: int = 10, reporter: Optional[Reporter] = None,
-                    side: Optional[str] = None, sampler: str = "ddpm", chunk: Optional[int] = None) -> np.ndarray:
+                    side: Optional[str] = None, sampler: str = "ddpm", chunk: Optional[int] = None,
+                    lesion: float = 0.0) -> np.ndarray:
     """Synthetic content inside `mask` (bool) of a [0, 1] source-frame image; every other pixel is returned unchanged.
 
     The image is prepared and resampled to the patch model's full-resolution canvas (the manifest's `full_size`, else
@@ -129,6 +140,10 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     with smaller models the inpainted pixels have the canvas's resolution and are resampled back. Only the tiles that the mask touches are
     denoised (DDPM, or DDIM with eta = 1), `chunk` tiles per U-Net call. Cost per masked tile: steps + (jumps − 1) ·
     jump_length · ⌊steps / jump_length⌋ U-Net forwards, about `jumps` times the plain chain.
+
+    The tiles' contexts (mid-resolution and global image) come from the image itself, so with `lesion` = 0 the model
+    re-creates tissue like what was there. `lesion` > 0 first draws a soft mass of that contrast ([0, 1] units) into
+    the masked part of the contexts: the patch model then renders a lesion there at full resolution.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
@@ -149,7 +164,7 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     canvas = TileCanvas(tiles, overlap, device)
     win = canvas.window
 
-    context = image_context(working, patch)
+    context = image_context(with_lesion(working, work_mask, lesion, seed) if lesion else working, patch)
     ctx = torch.from_numpy(np.stack([context(t) for t in tiles])).to(device)
     predict = unet_predictor(patch.unet, ctx, chunk=chunk or default_chunk(device.type))
     gens = generators(seed, [("repaint", t.row, t.col) for t in tiles])
