@@ -16,7 +16,8 @@ def sampling_options(p: argparse.ArgumentParser) -> None:
                    help="a folder (or hub id) holding mambo-global, mambo-local and mambo-patch bundles, or the three "
                    "bundles (default: the embedded bundles in Resources/models)")
     p.add_argument("--preset", choices=["fast", "paper"], default="fast",
-                   help="fast (default): parallel tiling with blended predictions, DPM-Solver++ 25 steps, background "
+                   help="fast (default): parallel tiling with blended predictions, DPM-Solver++ 20 steps per tile stage "
+                   "(25 for the global image), background "
                    "skip; paper: MAMBO's code, DDIM 150 steps (eta 1 for tiles), tiles one after another in row order")
     p.add_argument("--steps", type=int, help="denoising steps per tile stage (and the global image)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")

@@ -36,7 +36,7 @@ class MamboSettings:
 
     name: str = "fast"
     sampler: str = "dpm++"
-    steps: int = 25
+    steps: int = 20
     eta: float = 0.0
     global_sampler: str = "dpm++"
     global_steps: int = 25
