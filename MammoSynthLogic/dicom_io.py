@@ -1,6 +1,7 @@
 """DICOM in and out: `MammogramImage` from any vendor's file, synthetic images and SEG back to DICOM."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import hashlib
@@ -34,6 +35,9 @@ VIEW_CODE_OF = {"CC": ("399162004", "cranio-caudal"), "MLO": ("399368009", "medi
 _TEXT_VIEW = re.compile(r"(?:^|[^A-Z])(R|L|RIGHT|LEFT)?[_ ]?(CC|MLO)(?:$|[^A-Z])")
 _TEXT_SIDE = re.compile(r"(?:^|[^A-Z])(RIGHT|LEFT)(?:$|[^A-Z])")
 _CBIS_SUFFIX = re.compile(r"_(LEFT|RIGHT)_(CC|MLO)$", re.IGNORECASE)
+# What, besides BitsStored and the photometric interpretation, gives stored values their meaning (modality and VOI).
+_STORED_MEANING = ("RescaleIntercept", "RescaleSlope", "RescaleType", "ModalityLUTSequence", "WindowCenter",
+                   "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction", "VOILUTSequence")
 
 
 @dataclasses.dataclass
@@ -61,6 +65,7 @@ class MammogramImage:
     voi_applied: Optional[str]
     dataset: Dataset  # header only: the pixel data is dropped to keep memory down
     pixel_step: int = 1  # >1 when `pixels` is a strided preview (read with `max_side`)
+    stored_pixels: Optional[np.ndarray] = None  # the file's decoded stored values, full size, with `keep_stored`
 
     def to_stored(self, pixels01: np.ndarray) -> np.ndarray:
         """Map [0, 1] pixels back to the stored integer range and dtype (exact inverse when no VOI was applied)."""
@@ -224,11 +229,13 @@ def _spacing(ds: Dataset) -> Optional[tuple[float, float]]:
     return None
 
 
-def read_mammogram(path: str | os.PathLike, max_side: Optional[int] = None) -> MammogramImage:
+def read_mammogram(path: str | os.PathLike, max_side: Optional[int] = None, *,
+                   keep_stored: bool = False) -> MammogramImage:
     """Read one 2D mammogram; any problem raises `MammoSynthError(path, reason)`. The file is only read.
 
     With `max_side`, `pixels` is a strided preview of at most that many pixels a side (for quick looks like `info`);
-    `rows` and `columns` stay those of the full image.
+    `rows` and `columns` stay those of the full image. With `keep_stored`, `stored_pixels` holds the decoded stored
+    values as in the file (full size, the file's dtype), decoded once with `pixels`.
     """
     path = Path(path)
     ds = _read_dataset(path)
@@ -250,7 +257,7 @@ def read_mammogram(path: str | os.PathLike, max_side: Optional[int] = None) -> M
         modality=str(ds.get("Modality", "")), transfer_syntax=ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian).name,
         patient_id=str(ds.get("PatientID", "")), study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")), sop_uid=str(ds.get("SOPInstanceUID", "")),
-        voi_applied=voi, dataset=header, pixel_step=step,
+        voi_applied=voi, dataset=header, pixel_step=step, stored_pixels=arr if keep_stored else None,
     )
 
 
@@ -349,6 +356,26 @@ def _as_uint16(pixels: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(pixels, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
+def _as_stored(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Stored values (uint8 or uint16, below 2**bits) as uint16."""
+    if pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"stored pixels must be uint8 or uint16, got {pixels.dtype}")
+    if pixels.size and int(pixels.max()) >> bits:
+        raise ValueError(f"stored pixels exceed BitsStored {bits} (maximum {int(pixels.max())})")
+    return pixels.astype(np.uint16, copy=False)
+
+
+def stored_representation(image: MammogramImage) -> dict[str, object]:
+    """The attributes that give stored values the meaning they have in `image`: bits, photometric, modality, VOI."""
+    if image.stored_dtype not in ("uint8", "uint16"):
+        raise MammoSynthError(image.path or "image", f"{image.stored_dtype} pixel data cannot be written as DICOM "
+                                                     "here; write a .png or .nrrd")
+    ds = image.dataset
+    return {"BitsStored": image.bits_stored, "HighBit": image.bits_stored - 1,
+            "PhotometricInterpretation": image.photometric,
+            **{keyword: copy.deepcopy(ds[keyword].value) for keyword in _STORED_MEANING if keyword in ds}}
+
+
 def _view_code_item(view: str) -> Dataset:
     code, meaning = VIEW_CODE_OF[view]
     item = Dataset()
@@ -378,11 +405,19 @@ def write_synthetic_dicom(
     study: Optional[SyntheticStudy] = None,
     source: Optional[MammogramImage] = None,
     keep_source_identity: bool = False,
+    stored_like: Optional[MammogramImage] = None,
+    attributes: Optional[dict[str, object]] = None,
     series_description: str = "SYNTHETIC mammogram",
     transfer_syntax_uid: str = pydicom.uid.ExplicitVRLittleEndian,
 ) -> Path:
-    """Write a 16-bit MONOCHROME2 Secondary Capture marked synthetic, with provenance; atomic.
+    """Write a Secondary Capture marked synthetic, with provenance, in one atomic write.
 
+    `pixels` are [0, 1] floats (or uint16), written as 16-bit MONOCHROME2. With `stored_like`, they are stored values
+    in that image's representation (uint8 or uint16 below 2**BitsStored) and the file copies it
+    (`stored_representation`: BitsStored/HighBit, photometric, rescale or modality LUT, window, VOI LUT), so that
+    they mean what they mean there. BitsAllocated is always 16: an 8-bit source gives BitsAllocated 16, BitsStored 8,
+    HighBit 7 (valid DICOM: the values sit in the low bits of 16-bit words; readers give uint16 arrays).
+    `attributes` (DICOM keyword: value, e.g. ViewPosition) are set last.
     `breast_side` is the side of the pixels where the chest wall is (it sets PatientOrientation).
     The patient is synthetic unless `keep_source_identity` is set, in which case the result joins the source's study.
     """
@@ -403,7 +438,16 @@ def write_synthetic_dicom(
         laterality = laterality or source.laterality
         spacing_mm = spacing_mm or source.spacing_mm
     orientation = patient_orientation(breast_side, laterality, view)
-    array = _as_uint16(np.ascontiguousarray(pixels))
+    representation = stored_representation(stored_like) if stored_like is not None else {}
+    if representation and pydicom.uid.UID(transfer_syntax_uid).is_encapsulated \
+            and transfer_syntax_uid != pydicom.uid.RLELossless:  # these codecs encode BitsStored into the stream
+        raise ValueError("stored_like needs an uncompressed or RLE transfer syntax")
+    extra = {**representation, **(attributes or {})}
+    unknown = [keyword for keyword in extra if pydicom.datadict.tag_for_keyword(keyword) is None]
+    if unknown:
+        raise ValueError(f"not DICOM keywords: {', '.join(unknown)}")
+    array = np.ascontiguousarray(pixels)
+    array = _as_stored(array, representation["BitsStored"]) if representation else _as_uint16(array)
     if array.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {array.shape}")
     record = {"generator": "mammosynth", "mammosynth_version": __version__, **provenance}
@@ -452,10 +496,11 @@ def write_synthetic_dicom(
     image.PatientBirthDate = ""
     if view in VIEW_CODE_OF:
         image.ViewCodeSequence = [_view_code_item(view)]
+    for keyword, value in extra.items():
+        setattr(image, keyword, value)
     with atomic_path(path) as tmp:
         image.save_as(tmp, enforce_file_format=True)
     return path
-
 
 
 _SEG_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -493,6 +538,9 @@ def write_segmentation(
     for keyword in _SEG_TYPE2_FROM_SOURCE:  # Type 2 in SEG: present, possibly empty; some sources lack them
         if keyword not in reference:
             setattr(reference, keyword, "")
+    if "PixelSpacing" in reference and "SliceThickness" not in reference:
+        # highdicom copies it into the Pixel Measures item; optional for a 2D image but needed to read the SEG back
+        reference.SliceThickness = 1.0
     seg = hd.seg.Segmentation(
         source_images=[reference],
         pixel_array=mask.astype(bool)[np.newaxis],

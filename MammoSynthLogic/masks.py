@@ -66,16 +66,10 @@ def _segment_numbers(seg, segment: Optional[str], path: Path) -> list[int]:
 def _seg_mask(path: Path, image: MammogramImage, segment: Optional[str]) -> np.ndarray:
     """The chosen segments of a DICOM SEG over the source image (it should reference it; same size at least)."""
     import highdicom as hd
-    import pydicom
 
-    ds = pydicom.dcmread(path)
-    for group in [*ds.get("SharedFunctionalGroupsSequence", []), *ds.get("PerFrameFunctionalGroupsSequence", [])]:
-        for item in group.get("PixelMeasuresSequence", []):
-            if "SliceThickness" not in item:  # optional for a 2D image, but highdicom needs it to read the SEG
-                item.SliceThickness = 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
+        seg = hd.seg.segread(path)
     referenced = [uids[2] for uids in seg.get_source_image_uids()]
     if image.sop_uid in referenced:
         source_uid, spatial = image.sop_uid, False

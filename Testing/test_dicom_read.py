@@ -27,10 +27,12 @@ def test_real_images_read_as_unit_floats_with_header_facts(real_dicoms):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before  # inputs are never modified
 
 
-def test_stored_values_round_trip_exactly_without_voi(real_dicom):
-    image = read_mammogram(real_dicom)
+def test_stored_values_round_trip_exactly_without_voi_and_are_kept_on_request(real_dicom):
+    image = read_mammogram(real_dicom, keep_stored=True)
     raw = pydicom.dcmread(real_dicom).pixel_array
     assert np.array_equal(image.to_stored(image.pixels), raw)
+    assert image.stored_pixels.dtype == raw.dtype and np.array_equal(image.stored_pixels, raw)
+    assert read_mammogram(real_dicom, max_side=256).stored_pixels is None
 
 
 def test_folder_is_read_recursively_and_cc_mlo_pairs_are_found(real_dicoms):

@@ -5,9 +5,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_factory import dciodvfy_errors
-from MammoSynthLogic.dicom_io import (SyntheticStudy, read_mammogram, read_provenance, write_image,
-                                      write_segmentation, write_synthetic_dicom)
+from dicom_factory import dciodvfy_errors, mammogram_dataset, save, synthetic_breast
+from MammoSynthLogic.dicom_io import (SyntheticStudy, read_mammogram, read_provenance, stored_representation,
+                                      write_image, write_segmentation, write_synthetic_dicom)
+from MammoSynthLogic.errors import MammoSynthError
 
 
 def test_synthetic_image_is_valid_marked_and_carries_provenance(tmp_path, real_dicom):
@@ -72,6 +73,51 @@ def test_segmentation_references_its_source_and_validates(tmp_path, real_dicom):
     assert np.array_equal(decoded.squeeze() > 0, mask)
 
 
+MEANING_12 = dict(PhotometricInterpretation="MONOCHROME1", WindowCenter=1800, WindowWidth=3200,
+                  WindowCenterWidthExplanation="SOFT", RescaleIntercept=0, RescaleSlope=1, RescaleType="US")
+
+
+@pytest.mark.parametrize("bits, tags", [(8, {}), (12, MEANING_12)])
+def test_stored_like_copies_the_sources_stored_representation_in_one_write(tmp_path, bits, tags):
+    stored = (synthetic_breast() >> (16 - bits)).astype(np.uint8 if bits == 8 else np.uint16)
+    src = save(mammogram_dataset(stored, BitsStored=bits, HighBit=bits - 1, **tags), tmp_path / "src.dcm")
+    source = read_mammogram(src, keep_stored=True)
+    path = write_synthetic_dicom(tmp_path / "out.dcm", source.stored_pixels, provenance={"seed": 0}, source=source,
+                                 stored_like=source, attributes={"ViewPosition": "CC"})
+    assert dciodvfy_errors(path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.dcm", "src.dcm"]
+    ds = pydicom.dcmread(path)
+    # an 8-bit source: BitsAllocated 16, BitsStored 8, HighBit 7
+    assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation) == (16, bits, bits - 1, 0)
+    assert ds.ViewPosition == "CC" and ds.SeriesDescription.startswith("SYNTHETIC")
+    assert all(ds[keyword].value == value for keyword, value in tags.items())
+    assert ds.pixel_array.dtype == np.uint16 and np.array_equal(ds.pixel_array, stored)
+    again = read_mammogram(path)
+    assert np.array_equal(again.pixels, source.pixels) and again.voi_applied == source.voi_applied
+
+
+def test_stored_like_refuses_what_it_cannot_write(tmp_path):
+    twelve = read_mammogram(save(mammogram_dataset(synthetic_breast() >> 4, BitsStored=12, HighBit=11),
+                                 tmp_path / "src.dcm"))
+    with pytest.raises(ValueError, match="exceed BitsStored 12"):
+        write_synthetic_dicom(tmp_path / "a.dcm", np.full((128, 128), 4096, np.uint16), provenance={"seed": 0},
+                              stored_like=twelve)
+    with pytest.raises(ValueError, match="must be uint8 or uint16, got float32"):
+        write_synthetic_dicom(tmp_path / "b.dcm", np.zeros((128, 128), np.float32), provenance={"seed": 0},
+                              stored_like=twelve)
+    with pytest.raises(ValueError, match="needs an uncompressed or RLE transfer syntax"):
+        write_synthetic_dicom(tmp_path / "c.dcm", np.zeros((128, 128), np.uint16), provenance={"seed": 0},
+                              stored_like=twelve, transfer_syntax_uid=pydicom.uid.JPEG2000Lossless)
+    with pytest.raises(ValueError, match="not DICOM keywords: ViewPositon"):
+        write_synthetic_dicom(tmp_path / "d.dcm", np.zeros((128, 128)), provenance={"seed": 0},
+                              attributes={"ViewPositon": "CC"})
+    signed = read_mammogram(save(mammogram_dataset(synthetic_breast().astype(np.int16), PixelRepresentation=1),
+                                 tmp_path / "signed.dcm"))
+    with pytest.raises(MammoSynthError, match="int16 pixel data cannot be written as DICOM"):
+        stored_representation(signed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["signed.dcm", "src.dcm"]
+
+
 def test_png_and_nrrd_outputs(tmp_path):
     from PIL import Image
     import nrrd
@@ -91,8 +137,8 @@ def test_failed_writes_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_segmentation_of_a_source_without_patient_and_study_details(tmp_path):
-    from dicom_factory import mammogram_dataset, save, synthetic_breast
+def test_segmentation_of_a_source_with_pixel_spacing_and_without_patient_and_study_details(tmp_path):
+    import highdicom as hd
 
     ds = mammogram_dataset(synthetic_breast())
     del ds.PatientName, ds.StudyDate
@@ -101,3 +147,8 @@ def test_segmentation_of_a_source_without_patient_and_study_details(tmp_path):
     mask[40:80, 30:60] = True
     path = write_segmentation(tmp_path / "seg.dcm", mask, source)
     assert dciodvfy_errors(path) == []
+    seg = hd.seg.segread(path)  # highdicom reads it back as written: its Pixel Measures item has a SliceThickness
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert [float(v) for v in measures.PixelSpacing] == [0.1, 0.1] and float(measures.SliceThickness) == 1.0
+    decoded = seg.get_pixels_by_source_instance([source.sop_uid], combine_segments=True)
+    assert np.array_equal(decoded.squeeze() > 0, mask)

@@ -89,11 +89,11 @@ def test_feather_weights_fall_from_one_to_zero():
 
 
 def test_encode_like_inverts_the_sources_display_mapping(tmp_path):
-    plain = read_mammogram(make_source(tmp_path, 12))
-    stored = pydicom.dcmread(plain.path).pixel_array
+    plain = read_mammogram(make_source(tmp_path, 12), keep_stored=True)
+    stored = plain.stored_pixels
     assert np.array_equal(encode_like(plain.pixels, stored, plain.pixels), stored)
-    windowed = read_mammogram(make_source(tmp_path, 12, monochrome1=True, window=True))
-    stored = pydicom.dcmread(windowed.path).pixel_array
+    windowed = read_mammogram(make_source(tmp_path, 12, monochrome1=True, window=True), keep_stored=True)
+    stored = windowed.stored_pixels
     back = encode_like(windowed.pixels, stored, windowed.pixels)
     unsaturated = (windowed.pixels > 0) & (windowed.pixels < 1)
     assert unsaturated.mean() > 0.3 and np.array_equal(back[unsaturated], stored[unsaturated])

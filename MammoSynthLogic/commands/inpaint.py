@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import secrets
 import time
 from pathlib import Path
 
 ORDER = 55
-# Stored-pixel encoding copied from the source so that the output's stored values mean what the source's do.
-ENCODING_KEYWORDS = ("PhotometricInterpretation", "RescaleIntercept", "RescaleSlope", "RescaleType", "WindowCenter",
-                     "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction", "VOILUTSequence")
 
 
 def register(sub, parents) -> None:
@@ -51,25 +47,6 @@ def _is_sd_model(refs) -> bool:
 
     return bool(refs) and len(refs) == 1 and (resolve_bundle_path(refs[0], SD_HUB_PATTERNS)
                                              / "model_index.json").is_file()
-
-
-def stored_pixels(image):
-    """The source's stored integer pixels, as in the file."""
-    import pydicom
-
-    return pydicom.dcmread(image.path).pixel_array
-
-
-def dicom_encoding(image) -> dict:
-    """Attributes that make a written uint16 Secondary Capture hold the source's stored values unchanged."""
-    from MammoSynthLogic.errors import MammoSynthError
-
-    if image.stored_dtype not in ("uint8", "uint16"):
-        raise MammoSynthError(image.path, f"{image.stored_dtype} pixel data cannot be written as DICOM here; "
-                                          "write a .png or .nrrd")
-    ds = image.dataset
-    return {"BitsStored": image.bits_stored, "HighBit": image.bits_stored - 1,
-            **{k: copy.deepcopy(ds[k].value) for k in ENCODING_KEYWORDS if k in ds}}
 
 
 def _check(args) -> None:
@@ -123,32 +100,30 @@ def _repaint_route(args, image, mask, seed: int, side: str, device: str, reporte
 
 def _write(out: Path, stored, image, provenance: dict, side: str) -> Path:
     """The stored pixels by extension: DICOM in the source's encoding, PNG or NRRD of the integers."""
-    from MammoSynthLogic.commands.text2mammo import write_dicom_with
-    from MammoSynthLogic.dicom_io import write_nrrd, write_png16
+    from MammoSynthLogic.dicom_io import write_nrrd, write_png16, write_synthetic_dicom
 
     suffix = out.suffix.lower()
     if suffix == ".nrrd":
         return write_nrrd(out, stored, image.spacing_mm)
     if suffix == ".png":
         return write_png16(out, stored)
-    return write_dicom_with(out, stored.astype("uint16"), dicom_encoding(image), provenance=provenance,
-                            source=image, breast_side=side,
-                            series_description=f"SYNTHETIC lesion inpainting ({provenance['method']}) "
-                                               f"seed {provenance['seed']}")
+    description = f"SYNTHETIC lesion inpainting ({provenance['method']}) seed {provenance['seed']}"
+    return write_synthetic_dicom(out, stored, provenance=provenance, source=image, stored_like=image,
+                                 breast_side=side, series_description=description)
 
 
 def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.breast_mask import breast_side
     from MammoSynthLogic.commands.text2mammo import finish
     from MammoSynthLogic.devices import select_device
-    from MammoSynthLogic.dicom_io import read_mammogram
+    from MammoSynthLogic.dicom_io import read_mammogram, stored_representation
     from MammoSynthLogic.masks import read_mask
     from MammoSynthLogic.pipelines.inpaint import blend_into, feather_weights
 
     _check(args)
-    image = read_mammogram(args.source)
+    image = read_mammogram(args.source, keep_stored=True)
     if args.out.suffix.lower() in (".dcm", ".dicom"):
-        dicom_encoding(image)  # fail before the work when the source cannot be written back as DICOM
+        stored_representation(image)  # fail before the work when the source cannot be written back as DICOM
     mask = read_mask(args.mask, image, label=args.label, segment=args.segment)
     device = select_device(args.device)
     method = args.method if args.method != "auto" else ("sd" if _is_sd_model(args.model) else "repaint")
@@ -157,7 +132,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     start = time.time()
     route = _sd_route if method == "sd" else _repaint_route
     synthetic, entries = route(args, image, mask, seed, side, device, reporter)
-    stored = blend_into(stored_pixels(image), image.pixels, synthetic, feather_weights(mask, args.feather))
+    stored = blend_into(image.stored_pixels, image.pixels, synthetic, feather_weights(mask, args.feather))
     provenance = {"pipeline": f"inpaint-{method}", "command": "inpaint", "method": method, "seed": seed,
                   "margin": args.margin, "feather": args.feather, "mask_pixels": int(mask.sum()),
                   "label": args.label, "segment": args.segment, "breast_side": side, "device": device,

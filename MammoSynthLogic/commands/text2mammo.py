@@ -59,24 +59,6 @@ def check_out(out: Path, *inputs: Path) -> None:
         raise MammoSynthError(out, "would overwrite an input; choose another output file")
 
 
-def write_dicom_with(path: Path, pixels, attributes: dict, **options) -> Path:
-    """`write_image` for .dcm with extra DICOM attributes set on the written file; atomic. Other types as is."""
-    import pydicom
-
-    from MammoSynthLogic.dicom_io import write_image, write_synthetic_dicom
-    from MammoSynthLogic.fileio import atomic_path
-
-    if path.suffix.lower() not in (".dcm", ".dicom"):
-        return write_image(path, pixels, **options)
-    with atomic_path(path) as tmp:
-        write_synthetic_dicom(tmp, pixels, **options)
-        ds = pydicom.dcmread(tmp)
-        for keyword, value in attributes.items():
-            setattr(ds, keyword, value)
-        ds.save_as(tmp, enforce_file_format=True)
-    return path
-
-
 def finish(args, path: Path, provenance: dict, reporter) -> int:
     """Log the output and, with --progress-json, the final result line."""
     from MammoSynthLogic.progress import emit_result
@@ -89,7 +71,7 @@ def finish(args, path: Path, provenance: dict, reporter) -> int:
 
 def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.devices import select_device
-    from MammoSynthLogic.dicom_io import read_mammogram
+    from MammoSynthLogic.dicom_io import read_mammogram, write_image
     from MammoSynthLogic.pipelines.text2mammo import SDSettings, text2mammo
     from MammoSynthLogic.prompts import build_prompt, prompt_for_image
     from MammoSynthLogic.sd_bundles import load_sd_bundle
@@ -111,7 +93,8 @@ def run(args: argparse.Namespace, reporter) -> int:
                   "sampler": settings.sampler, "size": pixels.shape[0], "laterality": laterality, "view": view,
                   "choices": choices, "device": bundle.pipeline.device.type, "model": bundle.describe(),
                   "seconds": round(time.time() - start, 1)}
-    path = write_dicom_with(args.out, pixels, {"ViewPosition": view} if view else {}, provenance=provenance,
-                            view=view, laterality=laterality, breast_side="left" if laterality == "L" else "right",
-                            series_description=f"SYNTHETIC MAM-E seed {seed}")
+    path = write_image(args.out, pixels, provenance=provenance, view=view, laterality=laterality,
+                       attributes={"ViewPosition": view} if view else None,
+                       breast_side="left" if laterality == "L" else "right",
+                       series_description=f"SYNTHETIC MAM-E seed {seed}")
     return finish(args, path, provenance, reporter)
