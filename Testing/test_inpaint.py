@@ -248,8 +248,8 @@ def test_cancel_writes_nothing(sd_dir, source, tmp_path):
 def test_auto_route_picks_repaint_for_mambo_models(mambo_dir, tmp_path, monkeypatch):
     calls = []
 
-    def inpaint_repaint(pixels, mask, bundles, *, seed, steps=50, jumps=1, reporter=None, side=None):
-        calls.append((pixels.shape, mask.sum(), [b.role for b in bundles], seed, steps, jumps, side))
+    def inpaint_repaint(pixels, mask, bundles, *, seed, steps=50, jumps=1, reporter=None, side=None, lesion=0.0):
+        calls.append((pixels.shape, mask.sum(), [b.role for b in bundles], seed, steps, jumps, side, lesion))
         return np.where(mask, np.float32(1.0), pixels)
 
     monkeypatch.setitem(sys.modules, "MammoSynthLogic.pipelines.repaint",
@@ -257,9 +257,9 @@ def test_auto_route_picks_repaint_for_mambo_models(mambo_dir, tmp_path, monkeypa
     src = make_source(tmp_path, 12)
     write_png16(tmp_path / "m.png", lesion_mask().astype(np.uint8))
     out = tmp_path / "out.nrrd"
-    assert _inpaint(src, tmp_path / "m.png", out, "--model", mambo_dir, "--jumps", 2) == 0
+    assert _inpaint(src, tmp_path / "m.png", out, "--model", mambo_dir, "--jumps", 2, "--lesion-contrast", 0.2) == 0
     assert calls == [((ROWS, COLS), lesion_mask().sum(), ["mambo-global", "mambo-local", "mambo-patch"], 4, 3, 2,
-                      "left")]
+                      "left", 0.2)]
     import nrrd
 
     result, _ = nrrd.read(str(out), index_order="C")

@@ -36,6 +36,10 @@ def register(sub, parents) -> None:
     p.add_argument("--feather", type=float, default=8.0,
                    help="pixels outside the mask over which the result fades into the source (default 8)")
     p.add_argument("--jumps", type=int, default=1, help="repaint: resampling jumps per step (default 1)")
+    p.add_argument("--lesion-contrast", type=float, default=0.15, metavar="C",
+                   help="repaint: brightness (0-1) of the soft mass drawn into the model's coarse contexts inside the "
+                   "mask, which the patch model renders as a lesion (default 0.15; 0 = re-create the tissue that "
+                   "was there)")
     sd_options(p, 4.0, "denoising steps (default: 24 for sd, MAM-E used 40; 50 for repaint)")
     p.set_defaults(func=run)
 
@@ -80,22 +84,16 @@ def _sd_route(args, image, mask, seed: int, side: str, device: str, reporter):
 
 
 def _repaint_route(args, image, mask, seed: int, side: str, device: str, reporter):
-    """RePaint with the MAMBO models, imported only when used: (synthetic image, provenance entries)."""
+    """RePaint with the MAMBO models: (synthetic image, provenance entries)."""
     from MammoSynthLogic.bundles import load_mambo_set
-    from MammoSynthLogic.errors import MammoSynthError
+    from MammoSynthLogic.pipelines.repaint import inpaint_repaint
 
-    try:
-        from MammoSynthLogic.pipelines.repaint import inpaint_repaint
-    except ModuleNotFoundError as e:
-        if e.name != "MammoSynthLogic.pipelines.repaint":
-            raise
-        raise MammoSynthError("--method repaint", "the RePaint route is not part of this installation; "
-                                                  "use --method sd") from None
     bundles = load_mambo_set(args.model, device=device)
     steps = args.steps or 50
     synthetic = inpaint_repaint(image.pixels, mask, bundles, seed=seed, steps=steps, jumps=args.jumps,
-                                reporter=reporter, side=side)
-    return synthetic, {"steps": steps, "jumps": args.jumps, "models": [b.describe() for b in bundles]}
+                                reporter=reporter, side=side, lesion=args.lesion_contrast)
+    return synthetic, {"steps": steps, "jumps": args.jumps, "lesion_contrast": args.lesion_contrast,
+                       "models": [b.describe() for b in bundles]}
 
 
 def _write(out: Path, stored, image, provenance: dict, side: str) -> Path:
