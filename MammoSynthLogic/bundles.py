@@ -35,11 +35,9 @@ GET_WEIGHTS = ("download the bundle on a connected machine with "
 
 
 @dataclasses.dataclass
-class Bundle:
-    """A loaded model bundle: the U-Net (eval mode, on its device), its scheduler config and manifest."""
+class ManifestBundle:
+    """What every loaded bundle has: its manifest and folder; role, size and provenance come from the manifest."""
 
-    unet: Any
-    scheduler_config: dict
     manifest: dict
     path: Path
 
@@ -51,6 +49,20 @@ class Bundle:
     def image_size(self) -> int:
         return int(self.manifest["image_size"])
 
+    def describe(self) -> dict:
+        """Provenance entry: what model produced an output."""
+        m = self.manifest
+        return {"role": m["role"], "version": m.get("version"), "step": m.get("step"), "path": str(self.path),
+                "weights_sha256": {k: v for k, v in m.get("files", {}).items() if k.endswith(".safetensors")}}
+
+
+@dataclasses.dataclass
+class Bundle(ManifestBundle):
+    """A loaded model bundle: the U-Net (eval mode, on its device), its scheduler config and manifest."""
+
+    unet: Any = None
+    scheduler_config: dict = dataclasses.field(default_factory=dict)
+
     @property
     def k(self) -> int | None:
         return self.manifest.get("k")
@@ -59,12 +71,6 @@ class Bundle:
     def aligned_context(self) -> bool:
         """Local/patch model trained with a 4th channel: the coarser stage's pixels under the tile."""
         return bool(self.manifest.get("aligned_context", False))
-
-    def describe(self) -> dict:
-        """Provenance entry: what model produced an output."""
-        m = self.manifest
-        return {"role": m["role"], "version": m.get("version"), "step": m.get("step"), "path": str(self.path),
-                "weights_sha256": {k: v for k, v in m.get("files", {}).items() if k.endswith(".safetensors")}}
 
 
 def default_bundle_dir() -> Path:

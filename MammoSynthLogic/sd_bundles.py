@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from MammoSynthLogic.bundles import (MANIFEST, _refuse_pickle, default_bundle_dir, read_manifest,
+from MammoSynthLogic.bundles import (MANIFEST, ManifestBundle, _refuse_pickle, default_bundle_dir, read_manifest,
                                      resolve_bundle_path, schedule_fields, verify_bundle, write_bundle)
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -26,26 +26,10 @@ SD_HUB_PATTERNS = ["model_index.json", MANIFEST, "*/*.json", "*/*.safetensors", 
 
 
 @dataclasses.dataclass
-class SDBundle:
+class SDBundle(ManifestBundle):
     """A loaded Stable Diffusion pipeline with its manifest (synthesised for folders without one)."""
 
-    pipeline: Any
-    manifest: dict
-    path: Path
-
-    @property
-    def role(self) -> str:
-        return self.manifest["role"]
-
-    @property
-    def image_size(self) -> int:
-        return int(self.manifest["image_size"])
-
-    def describe(self) -> dict:
-        """Provenance entry: what model produced an output."""
-        m = self.manifest
-        return {"role": m["role"], "version": m.get("version"), "step": m.get("step"), "path": str(self.path),
-                "weights_sha256": {k: v for k, v in m.get("files", {}).items() if k.endswith(".safetensors")}}
+    pipeline: Any = None
 
 
 def default_sd_bundle(role: str) -> Path:

@@ -294,32 +294,6 @@ def test_inpaint_with_an_empty_segment_says_why_in_the_status_line(widget, scene
     assert widget._job is None and not (tmp_path / "out").exists()
 
 
-def _ui_stand_ins():
-    """test_slicer_ui's stand-ins for Slicer's widgets, plus one for the segment selector."""
-    from PySide6 import QtWidgets
-    from PySide6.QtCore import Property, Signal
-
-    import test_slicer_ui as ui_test
-
-    class qMRMLSegmentSelectorWidget(ui_test.qMRMLWidget):
-        """A segmentation combo box over a segment combo box, with the segment selector's signals."""
-
-        currentNodeChanged = Signal(object)
-        currentSegmentChanged = Signal(str)
-
-        def __init__(self, parent=None):
-            super().__init__(parent)
-            layout = QtWidgets.QVBoxLayout(self)
-            layout.setContentsMargins(0, 0, 0, 0)
-            self.nodes, self.segments = QtWidgets.QComboBox(), QtWidgets.QComboBox()
-            layout.addWidget(self.nodes)
-            layout.addWidget(self.segments)
-
-        noneEnabled = Property(bool, lambda self: True, lambda self, value: None)
-
-    return ui_test, {**ui_test.SLICER_WIDGETS, "qMRMLSegmentSelectorWidget": qMRMLSegmentSelectorWidget}
-
-
 @pytest.fixture(scope="module")
 def app():
     QtWidgets = pytest.importorskip("PySide6.QtWidgets")
@@ -331,7 +305,9 @@ def _load_panel():
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
     from PySide6.QtUiTools import QUiLoader
 
-    ui_test, stand_ins = _ui_stand_ins()
+    import test_slicer_ui as ui_test
+
+    stand_ins = ui_test.SLICER_WIDGETS
     loader = QUiLoader()
     for cls in stand_ins.values():
         loader.registerCustomWidget(cls)
