@@ -95,22 +95,39 @@ def forward(unet, inp: torch.Tensor, t, device: str) -> torch.Tensor:
     return out[:, :1].float()
 
 
+def entry_index(scheduler, strength: float) -> int:
+    """Index of the first timestep of the scheduler's schedule (after set_timesteps) below strength·T."""
+    limit = strength * scheduler.config.num_train_timesteps
+    begin = next((i for i, t in enumerate(scheduler.timesteps) if t < limit), len(scheduler.timesteps))
+    if begin == len(scheduler.timesteps):
+        raise MammoSynthError(f"strength {strength}", "too low: no denoising step is left; raise it")
+    return begin
+
+
 def sample(predict: Predict, scheduler, x_T: torch.Tensor, gens: list[torch.Generator], steps: int, *,
            eta: float = 0.0, known: Optional[torch.Tensor] = None, known_mask: Optional[torch.Tensor] = None,
            on_step: Optional[Callable[[int, int], None]] = None,
-           timesteps: Optional[list[int]] = None) -> torch.Tensor:
+           timesteps: Optional[list[int]] = None, start: Optional[torch.Tensor] = None,
+           strength: float = 1.0) -> torch.Tensor:
     """Denoise channel 0 from x_T; pixels under `known_mask` are replaced by `known` re-noised to each t (RePaint).
 
     With `timesteps` (descending, for schedulers that take custom ones, e.g. DDPM), x_T is a sample already noised
     to `timesteps[0]` (partial denoising, as in MAMBO's anomaly maps) and `steps` is ignored.
+    With `start` (a clean image) and `strength` < 1, the `steps`-step schedule is entered at its first timestep
+    below strength·T, from `start` noised there with x_T as the noise (SDEdit / img2img): fewer U-Net calls, and
+    the coarse content of `start` is kept while the model adds the detail.
     """
-    if timesteps is None:
-        scheduler.set_timesteps(steps, device=x_T.device)
-        x = x_T * scheduler.init_noise_sigma
-    else:
+    if timesteps is not None:
         scheduler.set_timesteps(timesteps=list(timesteps), device=x_T.device)
-        x = x_T
-    timesteps = scheduler.timesteps
+        x, timesteps = x_T, scheduler.timesteps
+    else:
+        scheduler.set_timesteps(steps, device=x_T.device)
+        x, timesteps = x_T * scheduler.init_noise_sigma, scheduler.timesteps
+        if start is not None and strength < 1:
+            begin = entry_index(scheduler, strength)
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(begin)
+            x, timesteps = add_noise(scheduler, start, x_T, timesteps[begin]), timesteps[begin:]
     kwargs = {"generator": gens if len(gens) > 1 else gens[0]}
     if "eta" in inspect.signature(scheduler.step).parameters:
         kwargs["eta"] = eta

@@ -1,6 +1,7 @@
 """MAMBO 3-stage pipeline and the generate/upscale commands with tiny random bundles (s = 32, k = 3)."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -80,7 +81,8 @@ def test_size_not_divisible_by_stride_has_no_missing_rows(pipe, mode):
     assert (size - S) % (S - 8)
     settings = quick(tiling=mode, skip_background=False)
     canvas = pipe.run_stage("full", pipe.patch, (size, size), lambda t: np.zeros((2, S, S), np.float32),
-                            np.ones((size, size), bool), 0, settings, mambo.Counter(), {}, Reporter())
+                            np.ones((size, size), bool), 0, settings, mambo.Counter(), {}, Reporter(),
+                            coarse=np.zeros((34, 34), np.float32))
     assert canvas.shape == (size, size)
     assert not np.any(np.all(canvas == BACKGROUND, axis=1)) and not np.any(np.all(canvas == BACKGROUND, axis=0))
     result = pipe(size, 0, quick(tiling=mode))
@@ -106,7 +108,10 @@ def test_unet_counts_match_the_grid_formula(pipe):
     r = pipe(100, 0, st)
     expected = mambo.expected_counts(100, S, 3, st)
     assert mambo.forwards(r.counters) == expected["unet_forwards"]
-    assert mambo.sequential_batches(r.counters) == expected["sequential_unet_batches"] == 3 * 4
+    assert mambo.sequential_batches(r.counters) == expected["sequential_unet_batches"] == 4 + 2 * 2
+    full = pipe(100, 0, dataclasses.replace(st, strength=1.0))  # from pure noise: every step of the schedule
+    assert mambo.sequential_batches(full.counters) == mambo.expected_counts(100, S, 3, dataclasses.replace(
+        st, strength=1.0))["sequential_unet_batches"] == 3 * 4
 
 
 def _run_cli(argv, reporter=None):

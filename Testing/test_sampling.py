@@ -120,3 +120,26 @@ def test_seam_mse_sees_a_step_at_a_tile_border():
     img = np.zeros((64, 64), np.float32)
     img[:, 32:] = 1.0
     assert tiling.seam_mse(img, tiles) > 0.1 and tiling.seam_mse(img, tiles, inside=True) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["dpm++", "ddim", "ddpm"])
+def test_strength_enters_the_schedule_below_strength_T_from_the_start_image(kind):
+    """An oracle that knows the clean image: sampling from `start` with strength 0.5 runs only the steps below
+    t = 500 and ends at `start` (so the noise level it was entered at matched the schedule)."""
+    start = torch.rand(1, 1, 8, 8) * 2 - 1
+    scheduler = sampling.make_scheduler(kind, CONFIG)
+    acp = scheduler.alphas_cumprod
+    seen = []
+
+    def oracle(x, t):
+        seen.append(int(t))
+        a = acp[int(t)]
+        return (x - a.sqrt() * start) / (1 - a).sqrt()
+
+    gens = sampling.generators(0, [0])
+    out = sampling.sample(oracle, scheduler, sampling.randn((1, 1, 8, 8), gens), gens, 10, start=start, strength=0.5)
+    assert seen and max(seen) < 500 and len(seen) < 10
+    torch.testing.assert_close(out, start, atol=2e-3, rtol=0)
+    with pytest.raises(MammoSynthError, match="too low"):
+        sampling.sample(oracle, sampling.make_scheduler(kind, CONFIG), sampling.randn((1, 1, 8, 8), gens), gens, 10,
+                        start=start, strength=0.0)

@@ -16,13 +16,15 @@ def sampling_options(p: argparse.ArgumentParser) -> None:
                    help="a folder (or hub id) holding mambo-global, mambo-local and mambo-patch bundles, or the three "
                    "bundles (default: the embedded bundles in Resources/models)")
     p.add_argument("--preset", choices=["fast", "paper"], default="fast",
-                   help="fast (default): parallel tiling with blended predictions, DPM-Solver++ 20 steps per tile stage "
-                   "(25 for the global image), background "
+                   help="fast (default): parallel tiling with blended predictions, tiles started from the previous stage "
+                   "(strength 0.6: 12 of 20 DPM-Solver++ steps; 25 for the global image), background "
                    "skip; paper: MAMBO's code, DDIM 150 steps (eta 1 for tiles), tiles one after another in row order")
     p.add_argument("--steps", type=int, help="denoising steps per tile stage (and the global image)")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")
     p.add_argument("--tiling", choices=["parallel", "wavefront", "sequential"], help="override the preset's tiling")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default s/8 = 32 at s = 256)")
+    p.add_argument("--strength", type=float, help="tile stages start from the previous stage upsampled, noised to "
+                   "strength·T (fast: 0.6, fewer steps, the coarse image kept); 1 = from pure noise (paper)")
     p.add_argument("--batch", type=int, help="tiles per U-Net call (memory bound; results do not depend on it)")
 
 
@@ -57,7 +59,8 @@ def _settings(args):
 
     steps = args.steps
     return MamboSettings.preset(args.preset, steps=steps, global_steps=steps, sampler=args.sampler,
-                                global_sampler=args.sampler, tiling=args.tiling, overlap=args.overlap, chunk=args.batch)
+                                global_sampler=args.sampler, tiling=args.tiling, overlap=args.overlap, chunk=args.batch,
+                                strength=args.strength)
 
 
 def _pipeline(args):

@@ -24,9 +24,11 @@ from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.progress import Reporter
-from MammoSynthLogic.sampling import Counter, forward, generators, make_scheduler, randn, sample, unet_predictor
+from MammoSynthLogic.sampling import (Counter, entry_index, forward, generators, make_scheduler, randn, sample,
+                                      unet_predictor)
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
+BACKGROUND_TOLERANCE = 0.01  # [0, 1] units: darker than this in the coarser stage counts as background
 TILINGS = ("parallel", "wavefront", "sequential")
 
 
@@ -45,11 +47,12 @@ class MamboSettings:
     overlap: Optional[int] = None  # None: s / 8 (MAMBO's 32 px at s = 256)
     skip_background: bool = True
     chunk: Optional[int] = None
+    strength: float = 1.0  # < 1: tiles start from the coarser stage upsampled, noised to strength·T (SDEdit)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "MamboSettings":
         if name == "fast":
-            base = cls()
+            base = cls(strength=0.6)
         elif name == "paper":  # MAMBO's published code: DDIM 150 (eta 0 global, eta 1 tiles), row order
             base = cls(name="paper", sampler="ddim", steps=150, eta=1.0, global_sampler="ddim", global_steps=150,
                        global_eta=0.0, tiling="sequential")
@@ -191,14 +194,14 @@ class MamboPipeline:
             return context_channels("mambo-local", t, mid_size, g, aligned=self.local.aligned_context)
 
         mid = self.run_stage("mid", self.local, (mid_size, mid_size), mid_context, background_mask(to01(g), (mid_size,) * 2),
-                             seed, settings, counters["mid"], tiles_used, reporter)
+                             seed, settings, counters["mid"], tiles_used, reporter, coarse=g)
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         def full_context(t: tiling.Tile) -> np.ndarray:
             return context_channels("mambo-patch", t, size, g, mid, aligned=self.patch.aligned_context)
 
         full = self.run_stage("full", self.patch, (size, size), full_context, background_mask(to01(mid), (size, size)),
-                              seed, settings, counters["full"], tiles_used, reporter)
+                              seed, settings, counters["full"], tiles_used, reporter, coarse=mid)
         return MamboResult(image=to01(full), mid=to01(mid), global_image=to01(g), counters=counters, tiles=tiles_used,
                            settings=settings)
 
@@ -221,8 +224,9 @@ class MamboPipeline:
 
     def run_stage(self, stage: str, bundle: Bundle, shape: tuple[int, int], context: Callable[[tiling.Tile], np.ndarray],
                   mask: np.ndarray, seed: int, settings: MamboSettings, counter: Counter,
-                  tiles_used: dict, reporter: Reporter) -> np.ndarray:
-        """One tiled stage on a float32 canvas in model space; tiles outside `mask` stay background."""
+                  tiles_used: dict, reporter: Reporter, coarse: np.ndarray) -> np.ndarray:
+        """One tiled stage on a float32 canvas in model space; tiles outside `mask` stay background. With
+        `settings.strength` < 1 the tiles start from `coarse` (the previous stage) upsampled to the canvas."""
         all_tiles = tiling.grid(shape[0], shape[1], self.s, settings.overlap)
         tiles = tiling.active(all_tiles, mask) if settings.skip_background else all_tiles
         tiles_used[stage] = (len(tiles), len(all_tiles))
@@ -230,19 +234,25 @@ class MamboPipeline:
         if not tiles:
             return canvas
         chunk = settings.chunk or default_chunk(self.device)
+        start = aligned_context(coarse, 0, 0, shape[0], shape[0]) if settings.strength < 1 else None
         if settings.tiling == "parallel":
-            return self.parallel_stage(stage, bundle, canvas, tiles, context, seed, settings, counter, chunk, reporter)
-        groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
-        done = np.zeros(shape, dtype=bool)
-        total = len(groups) * settings.steps
-        for gi, group in enumerate(groups):
-            self.sample_tiles(stage, bundle, canvas, done, group, context, seed, settings, counter, chunk,
-                              on_step=lambda i, n, gi=gi: reporter.update(f"{stage} tiles", gi * n + i, total))
+            canvas = self.parallel_stage(stage, bundle, canvas, tiles, context, seed, settings, counter, chunk,
+                                         reporter, start)
+        else:
+            groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
+            done = np.zeros(shape, dtype=bool)
+            for gi, group in enumerate(groups):
+                self.sample_tiles(stage, bundle, canvas, done, group, context, seed, settings, counter, chunk,
+                                  on_step=lambda i, n, gi=gi: reporter.update(f"{stage} tiles", gi * n + i,
+                                                                              len(groups) * n),
+                                  start=start)
+        if start is not None:  # where the coarser stage is background, this one is too (no grey tile ghosts)
+            canvas = np.where(start < BACKGROUND + 2 * BACKGROUND_TOLERANCE, np.float32(BACKGROUND), canvas)
         return canvas
 
     def sample_tiles(self, stage: str, bundle: Bundle, canvas: np.ndarray, done: np.ndarray, group: list[tiling.Tile],
                      context: Callable, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
-                     on_step: Callable[[int, int], None]) -> None:
+                     on_step: Callable[[int, int], None], start: Optional[np.ndarray] = None) -> None:
         """Denoise tiles that do not depend on each other as one batch; finished pixels are re-noised, not resampled."""
         s, dev = self.s, self.device
         gens = generators(seed, [(stage, t.row, t.col) for t in group])
@@ -250,8 +260,10 @@ class MamboPipeline:
         known = torch.from_numpy(np.stack([canvas[t.slices] for t in group])[:, None]).to(dev)
         known_mask = torch.from_numpy(np.stack([done[t.slices] for t in group])[:, None]).to(dev)
         scheduler = make_scheduler(settings.sampler, bundle.scheduler_config)
+        x0 = None if start is None else torch.from_numpy(np.stack([start[t.slices] for t in group])[:, None]).to(dev)
         x = sample(unet_predictor(bundle.unet, ctx, counter, chunk), scheduler, randn((len(group), 1, s, s), gens, dev),
-                   gens, settings.steps, eta=settings.eta, known=known, known_mask=known_mask, on_step=on_step)
+                   gens, settings.steps, eta=settings.eta, known=known, known_mask=known_mask, on_step=on_step,
+                   start=x0, strength=settings.strength)
         out = x[:, 0].cpu().numpy()
         for t, tile_out in zip(group, out):
             new = ~done[t.slices]
@@ -260,7 +272,7 @@ class MamboPipeline:
 
     def parallel_stage(self, stage: str, bundle: Bundle, canvas: np.ndarray, tiles: list[tiling.Tile],
                        context: Callable, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
-                       reporter: Reporter) -> np.ndarray:
+                       reporter: Reporter, start: Optional[np.ndarray] = None) -> np.ndarray:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas."""
         s, dev = self.s, self.device
         h, w = canvas.shape
@@ -288,8 +300,10 @@ class MamboPipeline:
 
         gens = generators(seed, [(stage, "canvas")])
         scheduler = make_scheduler(settings.sampler, bundle.scheduler_config)
+        x0 = None if start is None else torch.from_numpy(start).to(dev).view(h, 1, 1, w)
         x = sample(predict, scheduler, randn((1, 1, h, w), gens, dev).view(h, 1, 1, w), gens, settings.steps,
-                   eta=settings.eta, on_step=lambda i, n: reporter.update(f"{stage} tiles", i, n))
+                   eta=settings.eta, on_step=lambda i, n: reporter.update(f"{stage} tiles", i, n), start=x0,
+                   strength=settings.strength)
         out = x.view(h, w).cpu().numpy()
         return np.where(covered, out, np.float32(BACKGROUND)).astype(np.float32)
 
@@ -308,12 +322,15 @@ def expected_counts(size: int, s: int, k: int, settings: MamboSettings, chunk: O
     mid = max(s, round(size / k))
     overlap = s // 8 if settings.overlap is None else settings.overlap
     grids = [tiling.grid(n, n, s, overlap) for n in (mid, size)]
-    fwd = settings.global_steps + sum(len(g) for g in grids) * settings.steps
+    scheduler = make_scheduler(settings.sampler, {"num_train_timesteps": 1000})
+    scheduler.set_timesteps(settings.steps)
+    steps = settings.steps - (entry_index(scheduler, settings.strength) if settings.strength < 1 else 0)
+    fwd = settings.global_steps + sum(len(g) for g in grids) * steps
     if settings.tiling == "parallel":
         per_step = sum(math.ceil(len(g) / (chunk or len(g))) for g in grids)
     elif settings.tiling == "wavefront":
         per_step = sum(len(tiling.wavefronts(g)) for g in grids)
     else:
         per_step = sum(len(g) for g in grids)
-    return {"unet_forwards": fwd, "sequential_unet_batches": settings.global_steps + settings.steps * per_step,
+    return {"unet_forwards": fwd, "sequential_unet_batches": settings.global_steps + steps * per_step,
             "tiles_mid": len(grids[0]), "tiles_full": len(grids[1])}
