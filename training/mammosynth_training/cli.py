@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_arguments(p)
     p.set_defaults(func=dualview_fit.run)
 
+    p = sub.add_parser("mame-fit", help="train a MAM-E model: mame-vae, mame-text or mame-inpaint (also: torchrun -m "
+                                        "mammosynth_training.sd_fit)")
+    fit.add_arguments(p)
+    p.set_defaults(func=_mame_fit)
+
+    p = sub.add_parser("mame-export", help="EMA weights of a MAM-E checkpoint -> SD bundle (or the VAE stage's folder)")
+    p.add_argument("run_or_checkpoint", type=Path, help="a run's output_dir (newest checkpoint) or a checkpoint dir")
+    p.add_argument("--out", type=Path, required=True, help="folder to write")
+    p.set_defaults(func=_mame_export)
+
     p = sub.add_parser("export", help="EMA weights of a checkpoint -> model bundle")
     p.add_argument("run_or_checkpoint", type=Path, help="a run's output_dir (newest checkpoint) or a checkpoint dir")
     p.add_argument("--out", type=Path, required=True, help="bundle folder to write")
@@ -65,6 +75,20 @@ def _sheet(args: argparse.Namespace) -> int:
     from .sheet import sample_sheet
 
     print(sample_sheet(args.model_dir, args.out, args.seeds, args.size))
+    return 0
+
+
+def _mame_fit(args: argparse.Namespace) -> int:
+    from . import sd_fit
+
+    return sd_fit.run(args)
+
+
+def _mame_export(args: argparse.Namespace) -> int:
+    from .sd_fit import export_run
+
+    found = fit.checkpoint_dirs(args.run_or_checkpoint)
+    print(f"exported {export_run(found[-1] if found else args.run_or_checkpoint, args.out)}")
     return 0
 
 

@@ -57,6 +57,7 @@ class SDConfig:
     caption_dropout: float = 0.1  # share of empty captions (classifier-free guidance)
     box_min: float = 0.05  # random inpainting boxes: side as a share of the image side, drawn in [min, max]
     box_max: float = 0.15
+    crop_margin: float | None = None  # inpainting: None = whole images (MAM-E); else the engine's crops around the box
     guidance_scale: float = 5.0  # previews
     preview_prompts: tuple[str, ...] = ()  # text role; empty = the first training captions
 
