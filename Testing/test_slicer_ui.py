@@ -171,13 +171,36 @@ def test_ui_declares_slicer_widgets_with_qwidget_bases():
     assert root.find("widget").get("class") == "qMRMLWidget"
 
 
-def test_ui_loads_with_custom_widgets_falling_back_to_base_classes(app):
-    widget = _load(app, register=False)
-    for name in ("studyCollapsibleButton", "sourceVolumeSelector", "folderPathLineEdit"):
-        child = widget.findChild(QtWidgets.QWidget, name)
-        assert child is not None and type(child) is QtWidgets.QWidget, f"{name} should fall back to QWidget"
-    assert isinstance(widget.findChild(QtWidgets.QPushButton, "applyButton"), QtWidgets.QPushButton)
-    widget.deleteLater()
+FALLBACK_CHECK = """
+import os, sys
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from PySide6 import QtWidgets
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+from PySide6.QtUiTools import QUiLoader
+app = QtWidgets.QApplication([])
+data = QByteArray(open(sys.argv[1], "rb").read())  # kept: QBuffer does not own it
+buffer = QBuffer(data)
+buffer.open(QIODevice.ReadOnly)
+loader = QUiLoader()
+widget = loader.load(buffer)
+for name in ("studyCollapsibleButton", "sourceVolumeSelector", "folderPathLineEdit", "applyButton"):
+    print(name, type(widget.findChild(QtWidgets.QWidget, name)).__name__)
+sys.stdout.flush()
+os._exit(0)  # skip Qt's teardown, which can crash when the widget outlives the application object
+"""
+
+
+def test_ui_loads_with_custom_widgets_falling_back_to_base_classes():
+    """Without Slicer's widget classes the panel still loads (QWidget stand-ins). In a fresh process: PySide6
+    registers custom widget classes globally, so another test's stand-ins would otherwise be found."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", FALLBACK_CHECK, str(UI_FILE)], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    classes = dict(line.split() for line in out.splitlines() if line.strip())
+    assert classes == {"studyCollapsibleButton": "QWidget", "sourceVolumeSelector": "QWidget",
+                       "folderPathLineEdit": "QWidget", "applyButton": "QPushButton"}
 
 
 def test_every_widget_the_module_references_exists(app):
