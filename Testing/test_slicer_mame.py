@@ -301,28 +301,17 @@ def app():
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
 
-def _load_panel():
-    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
-    from PySide6.QtUiTools import QUiLoader
-
+def _load_panel(app):
+    """The panel loaded with test_slicer_ui's stand-ins for Slicer's widgets."""
     import test_slicer_ui as ui_test
 
-    stand_ins = ui_test.SLICER_WIDGETS
-    loader = QUiLoader()
-    for cls in stand_ins.values():
-        loader.registerCustomWidget(cls)
-    data = QByteArray(UI_FILE.read_bytes())
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.ReadOnly)
-    panel = loader.load(buffer)
-    assert panel is not None, loader.errorString()
-    return ui_test, stand_ins, panel
+    return ui_test, ui_test.SLICER_WIDGETS, ui_test._load(app, register=True)
 
 
 def test_text_and_inpaint_panels_bind_every_new_parameter(app):
     from PySide6 import QtWidgets
 
-    ui_test, stand_ins, panel = _load_panel()
+    ui_test, stand_ins, panel = _load_panel(app)
     titles = [w.title() for w in panel.findChildren(ui_test.ctkCollapsibleButton)]
     assert titles[titles.index("Dual view") + 1:][:2] == ["Text", "Inpaint"]
     declared = {c.findtext("class") for c in ET.parse(UI_FILE).getroot().iter("customwidget")}
@@ -368,7 +357,7 @@ def test_text_and_inpaint_panels_bind_every_new_parameter(app):
 def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene, loaded_view):
     from PySide6 import QtWidgets
 
-    ui_test, stand_ins, panel = _load_panel()
+    ui_test, stand_ins, panel = _load_panel(app)
     # the button states the module's own Widget code computes with a source and a painted segment selected
     p = widget._parameterNode
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "L CC lesion")
