@@ -18,7 +18,7 @@ import torch
 from MammoSynthLogic.devices import autocast
 from MammoSynthLogic.errors import MammoSynthError
 
-SAMPLERS = ("ddpm", "ddim", "dpm++")
+SAMPLERS = ("ddpm", "ddim", "dpm++", "sde-dpm++")
 Predict = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -48,10 +48,13 @@ def make_scheduler(kind: str, config: dict):
         return DDPMScheduler.from_config(base)
     if kind == "ddim":
         return DDIMScheduler.from_config(base, clip_sample=False, timestep_spacing="trailing")
-    if kind == "dpm++":
+    if kind in ("dpm++", "sde-dpm++"):
+        # The SDE variant adds fresh noise each step: small models' errors at high t are washed out instead of
+        # carried to the end (the ODE variant leaves grey noise backgrounds on some seeds of the embedded models).
         return DPMSolverMultistepScheduler.from_config(
-            base, algorithm_type="dpmsolver++", solver_order=2, thresholding=True, sample_max_value=1.0,
-            timestep_spacing="trailing", lower_order_final=True, final_sigmas_type="zero")
+            base, algorithm_type="dpmsolver++" if kind == "dpm++" else "sde-dpmsolver++", solver_order=2,
+            thresholding=True, sample_max_value=1.0, timestep_spacing="trailing", lower_order_final=True,
+            final_sigmas_type="zero")
     raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
 
 

@@ -103,6 +103,22 @@ def test_skipped_tiles_stay_background(pipe, mode):
     assert np.any(result.mid[covered] != 0.0)
 
 
+def test_fast_preset_keeps_background_outside_the_coarser_breast_region(pipe):
+    """A faint grey floor around the breast (a noisy global image): with the start from the coarser stage, pixels of
+    active tiles outside that stage's breast region come out background, not grey tile ghosts."""
+    g = breast_like(288)
+    g[g == 0] = 0.03  # above the background tolerance, below Otsu's breast threshold
+    result = pipe.upscale(g, 5, quick())
+    mask = mambo.background_mask(result.global_image, (96, 96)) > 0.5
+    covered = np.zeros((96, 96), bool)
+    for t in tiling.active(tiling.grid(96, 96, S, 8), mask):
+        covered[t.slices] = True
+    start = mambo.aligned_context(result.global_image * 2 - 1, 0, 0, 96, 96)
+    ghosts = covered & ~mask & (start >= BACKGROUND + 2 * mambo.BACKGROUND_TOLERANCE)
+    assert ghosts.sum() > 20, "the grey floor must reach denoised tiles for this test to mean anything"
+    assert np.all(result.mid[ghosts] == 0.0) and np.any(result.mid[mask] != 0.0)
+
+
 def test_unet_counts_match_the_grid_formula(pipe):
     st = quick(skip_background=False, chunk=1000)
     r = pipe(100, 0, st)

@@ -47,7 +47,8 @@ def test_batched_tiles_equal_tiles_one_by_one_with_known_pixels():
     assert torch.equal(batched[mask], known[mask]), "finished pixels must come back exactly"
 
 
-@pytest.mark.parametrize("kind,steps,eta", [("ddpm", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0), ("dpm++", 25, 0.0)])
+@pytest.mark.parametrize("kind,steps,eta", [("ddpm", 1000, 0.0), ("ddim", 50, 0.0), ("ddim", 50, 1.0), ("dpm++", 25, 0.0),
+                                            ("sde-dpm++", 25, 0.0)])
 def test_each_sampler_reaches_the_data_distribution_with_an_exact_denoiser(kind, steps, eta):
     """Gaussian data N(mu, sd²): the optimal noise prediction is analytic; every sampler must land on mu, sd."""
     mu, sd = 0.2, 0.3
@@ -68,6 +69,7 @@ def test_scheduler_pitfalls_are_handled():
     assert sampling.make_scheduler("ddim", CONFIG).config.clip_sample is False
     dpm = sampling.make_scheduler("dpm++", CONFIG)
     assert dpm.config.thresholding is True and dpm.config.algorithm_type == "dpmsolver++"
+    assert sampling.make_scheduler("sde-dpm++", CONFIG).config.algorithm_type == "sde-dpmsolver++"
     with pytest.raises(MammoSynthError, match="unknown sampler"):
         sampling.make_scheduler("euler", CONFIG)
 
@@ -122,7 +124,7 @@ def test_seam_mse_sees_a_step_at_a_tile_border():
     assert tiling.seam_mse(img, tiles) > 0.1 and tiling.seam_mse(img, tiles, inside=True) == 0.0
 
 
-@pytest.mark.parametrize("kind", ["dpm++", "ddim", "ddpm"])
+@pytest.mark.parametrize("kind", ["dpm++", "sde-dpm++", "ddim", "ddpm"])
 def test_strength_enters_the_schedule_below_strength_T_from_the_start_image(kind):
     """An oracle that knows the clean image: sampling from `start` with strength 0.5 runs only the steps below
     t = 500 and ends at `start` (so the noise level it was entered at matched the schedule)."""

@@ -44,7 +44,7 @@ def register(sub, parents) -> None:
     p.add_argument("--preset", choices=["fast", "paper"], default="paper",
                    help="paper (default): DDPM with all 1000 steps, x0 clipped as the papers do; fast: DPM-Solver++ "
                    "25 steps (noisier with the small embedded model)")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++", "sde-dpm++"], help="override the preset's scheduler")
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--resample", type=int, help="with --complete: RePaint resampling passes per step (default 1 = "
                    "none; needs --sampler ddpm or ddim)")

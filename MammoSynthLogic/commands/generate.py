@@ -17,10 +17,10 @@ def sampling_options(p: argparse.ArgumentParser) -> None:
                    "bundles (default: the embedded bundles in Resources/models)")
     p.add_argument("--preset", choices=["fast", "paper"], default="fast",
                    help="fast (default): parallel tiling with blended predictions, tiles started from the previous stage "
-                   "(strength 0.6: 12 of 20 DPM-Solver++ steps; 25 for the global image), background "
+                   "(strength 0.6: 12 of 20 DPM-Solver++ steps; the global image: 25 SDE-DPM-Solver++ steps), background "
                    "skip; paper: MAMBO's code, DDIM 150 steps (eta 1 for tiles), tiles one after another in row order")
     p.add_argument("--steps", type=int, help="denoising steps per tile stage (and the global image)")
-    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++"], help="override the preset's scheduler")
+    p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++", "sde-dpm++"], help="override the preset's scheduler")
     p.add_argument("--tiling", choices=["parallel", "wavefront", "sequential"], help="override the preset's tiling")
     p.add_argument("--overlap", type=int, help="tile overlap in pixels (default s/8 = 32 at s = 256)")
     p.add_argument("--strength", type=float, help="tile stages start from the previous stage upsampled, noised to "

@@ -40,7 +40,7 @@ class MamboSettings:
     sampler: str = "dpm++"
     steps: int = 20
     eta: float = 0.0
-    global_sampler: str = "dpm++"
+    global_sampler: str = "sde-dpm++"
     global_steps: int = 25
     global_eta: float = 0.0
     tiling: str = "parallel"
@@ -246,8 +246,9 @@ class MamboPipeline:
                                   on_step=lambda i, n, gi=gi: reporter.update(f"{stage} tiles", gi * n + i,
                                                                               len(groups) * n),
                                   start=start)
-        if start is not None:  # where the coarser stage is background, this one is too (no grey tile ghosts)
-            canvas = np.where(start < BACKGROUND + 2 * BACKGROUND_TOLERANCE, np.float32(BACKGROUND), canvas)
+        if start is not None:  # outside the coarser stage's breast, or where it is background, this one is too
+            keep = (mask > 0.5) & (start >= BACKGROUND + 2 * BACKGROUND_TOLERANCE)
+            canvas = np.where(keep, canvas, np.float32(BACKGROUND))
         return canvas
 
     def sample_tiles(self, stage: str, bundle: Bundle, canvas: np.ndarray, done: np.ndarray, group: list[tiling.Tile],
