@@ -5,7 +5,8 @@
 
 The config is an ordinary training config with `role: dualview`: `data.dicom_dirs` (pairs grouped by patient, study
 and laterality) or `data.pairs_csv` (columns cc, mlo), `data.blue_channel` (diff | sum | zero) and `init_from` (a
-bundle, a diffusers UNet folder or a hub id; empty = from scratch). All three channels are noised and carry the loss.
+bundle, a diffusers UNet folder or a hub id, with 3 channels, or 1 (a grey model, e.g. a MAMBO global bundle, whose
+weights are inflated to 3 channels); empty = from scratch). All three channels are noised and carry the loss.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import math
 
 from .config import TrainConfig, load_config
 from .dualview_data import DualViewDataset, find_pairs
-from .models import load_base_unet
+from .models import grey_to_rgb, load_base_unet
 
 MODEL_FIELDS = ("block_out_channels", "layers_per_block", "down_block_types", "up_block_types", "norm_num_groups",
                 "attention_head_dim")
@@ -27,9 +28,11 @@ def base_model(config: TrainConfig):
     unet = load_base_unet(config.init_from)
     c = unet.config
     size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
-    if c.in_channels != 3 or c.out_channels != 3:
-        raise ValueError(f"{config.init_from}: a dual-view model needs 3 channels in and out, "
-                         f"this one has {c.in_channels}/{c.out_channels}")
+    if (c.in_channels, c.out_channels) == (1, 1):  # a grey mammography model, e.g. a MAMBO global bundle
+        unet = grey_to_rgb(unet)
+    elif (c.in_channels, c.out_channels) != (3, 3):
+        raise ValueError(f"{config.init_from}: a dual-view model starts from a model with 3 channels in and out "
+                         f"(or a grey one with 1), this one has {c.in_channels}/{c.out_channels}")
     if size != config.image_size:
         raise ValueError(f"{config.init_from}: trained at {size} px, the config says image_size {config.image_size}")
     for name in MODEL_FIELDS:

@@ -64,3 +64,17 @@ def copy_weights(source: torch.nn.Module, target: torch.nn.Module) -> None:
         else:
             raise ValueError(f"init_from: {name} has shape {tuple(value.shape)} in the source, "
                              f"{tuple(param.shape)} here; use a model of the same layout")
+
+
+@torch.no_grad()
+def grey_to_rgb(unet: UNet2DModel) -> UNet2DModel:
+    """A 1-channel U-Net as a 3-channel one, the usual inflation of pretrained weights: every input channel gets a
+    third of the grey input filter (a grey image repeated in R, G and B gives exactly the grey model's features) and
+    every output channel the grey output, so what it learnt about mammograms is the starting point."""
+    rgb = UNet2DModel.from_config({**unet.config, "in_channels": 3, "out_channels": 3})
+    state = unet.state_dict()
+    state["conv_in.weight"] = state["conv_in.weight"].repeat(1, 3, 1, 1) / 3
+    state["conv_out.weight"] = state["conv_out.weight"].repeat(3, 1, 1, 1)
+    state["conv_out.bias"] = state["conv_out.bias"].repeat(3)
+    rgb.load_state_dict(state)
+    return rgb

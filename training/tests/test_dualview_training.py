@@ -109,3 +109,26 @@ def test_tiny_config_trains_exports_and_loads(tmp_path, pair_folder):
     unet = base_model(tuned)
     for name, value in bundle.unet.state_dict().items():
         torch.testing.assert_close(unet.state_dict()[name], value)
+
+
+def test_grey_base_is_inflated_to_rgb_computing_the_grey_model_per_channel(tmp_path):
+    """A grey (1-channel) base such as a MAMBO global bundle: the same image in R, G and B gives the grey model's
+    noise prediction in every output channel, so fine-tuning starts from what the grey model knew."""
+    from diffusers import UNet2DModel
+
+    from mammosynth_training.models import grey_to_rgb
+
+    grey = UNet2DModel(sample_size=16, in_channels=1, out_channels=1, layers_per_block=1,
+                       block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                       up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4).eval()
+    torch.nn.init.normal_(grey.conv_out.weight, std=0.1)  # diffusers starts conv_out at random; make it matter
+    grey.save_pretrained(tmp_path / "grey", safe_serialization=True)
+    config = load_config(TINY, [f"init_from={tmp_path / 'grey'}"])
+    rgb = base_model(config).eval()
+    assert (rgb.config.in_channels, rgb.config.out_channels) == (3, 3)
+    assert tuple(config.model.block_out_channels) == (8, 16)
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([10, 700])
+    with torch.no_grad():
+        want = grey(x, t).sample
+        got = rgb(x.repeat(1, 3, 1, 1), t).sample
+    torch.testing.assert_close(got, want.repeat(1, 3, 1, 1), atol=1e-5, rtol=1e-4)
