@@ -260,3 +260,29 @@ def test_full_resolution_through_the_mambo_stages(bundle_dir, tmp_path):
     assert (cc.Rows, cc.Columns) == (96, 96)
     provenance = json.loads(cc.ImageComments.split("provenance ", 1)[1])
     assert [m["role"] for m in provenance["upscaled_with"]] == ["mambo-global", "mambo-local", "mambo-patch"]
+
+
+def test_views_reach_the_mambo_stages_on_a_zero_background():
+    """A generated view with a grey noise floor: the context handed to MAMBO keeps the breast, zeroes the rest."""
+    from scipy import ndimage
+
+    from MammoSynthLogic.pipelines.dualview import upscale_views
+    from MammoSynthLogic.progress import Reporter
+
+    class Recorder:
+        def __init__(self):
+            self.contexts = []
+
+        def upscale(self, context, seed, settings, reporter):
+            self.contexts.append(context)
+            return type("Result", (), {"image": context})()
+
+    rng = np.random.default_rng(0)
+    disc = half_disc(S)
+    view = np.clip(disc + 0.05 + 0.02 * rng.standard_normal((S, S)), 0, 1).astype(np.float32)
+    mambo = Recorder()
+    upscale_views({"CC": view}, S, mambo, 0, None, Reporter())
+    (context,) = mambo.contexts
+    inside, outside = disc > 0, ~ndimage.binary_dilation(disc > 0, iterations=4)  # the region keeps a margin
+    assert view[outside].mean() > 0.04 and (context[outside] == 0).mean() > 0.99  # a few noise specks may stay
+    assert np.array_equal(context[inside], view[inside])

@@ -174,11 +174,14 @@ def repaint(predict, scheduler, x_T: torch.Tensor, gens, steps: int, known: torc
 
 def upscale_views(views: dict[str, np.ndarray], size: int, mambo, seed: int, settings,
                   reporter: Reporter) -> dict[str, np.ndarray]:
-    """Each view (encoding frame, [0, 1]) to size × size with the MAMBO stages; the view is its global context."""
+    """Each view (encoding frame, [0, 1]) to size × size with the MAMBO stages; the view, its background zeroed as
+    `preparation.prepare` does for real images, is its global context (a grey floor would be drawn as tissue)."""
+    from MammoSynthLogic.breast_mask import breast_region
     from MammoSynthLogic.preparation import resize
 
     out = {}
     for view, pixels in views.items():
-        result = mambo.upscale(resize(pixels, (size, size)), derive_seed(seed, "upscale", view), settings, reporter)
+        context = np.where(breast_region(pixels), pixels, np.float32(0))
+        result = mambo.upscale(resize(context, (size, size)), derive_seed(seed, "upscale", view), settings, reporter)
         out[view] = result.image
     return out
