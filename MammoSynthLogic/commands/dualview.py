@@ -42,8 +42,8 @@ def register(sub, parents) -> None:
     p.add_argument("--mambo-model", nargs="+", metavar="DIR_OR_HUB_ID",
                    help="MAMBO bundles for --size above the model size (default: the embedded ones)")
     p.add_argument("--preset", choices=["fast", "paper"], default="paper",
-                   help="paper (default): DDPM with all 1000 steps, x0 clipped as the papers do; fast: DPM-Solver++ "
-                   "25 steps (noisier with the small embedded model)")
+                   help="paper (default): DDPM with all 1000 steps, x0 clipped as the papers do; fast: SDE-DPM-Solver++ "
+                   "25 steps")
     p.add_argument("--sampler", choices=["ddpm", "ddim", "dpm++", "sde-dpm++"], help="override the preset's scheduler")
     p.add_argument("--steps", type=int, help="denoising steps")
     p.add_argument("--resample", type=int, help="with --complete: RePaint resampling passes per step (default 1 = "

@@ -32,7 +32,7 @@ class DualViewSettings:
     """Sampling parameters; `preset('paper')` is DDPM with all 1000 training steps."""
 
     name: str = "fast"
-    sampler: str = "dpm++"
+    sampler: str = "sde-dpm++"  # the ODE solver leaves small models' noise floor in (docs/dualview.md)
     steps: int = 25
     eta: float = 0.0
     resample: int = 1  # completion only: passes per step (1 = plain replacement)

