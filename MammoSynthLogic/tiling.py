@@ -75,6 +75,14 @@ def weight_sum(tiles: Iterable[Tile], shape: tuple[int, int], weights: np.ndarra
     return total
 
 
+def blend_weights(tiles: list[Tile], shape: tuple[int, int], overlap: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tiles' window (`ramp_weights`) and 1 / (sum of the windows) over the canvas, 0 where no tile covers:
+    a weighted mean of overlapping tile outputs is sum(window · tile) · inverse."""
+    weights = ramp_weights(tiles[0].size, overlap)
+    total = weight_sum(tiles, shape, weights)
+    return weights, np.where(total > 0, 1 / np.maximum(total, 1e-12), 0).astype(np.float32)
+
+
 def chunks(items: list, n: int) -> Iterable[list]:
     for i in range(0, len(items), max(1, n)):
         yield items[i:i + max(1, n)]

@@ -275,14 +275,11 @@ class MamboPipeline:
                        context: Callable, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
                        reporter: Reporter, start: Optional[np.ndarray] = None) -> np.ndarray:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas."""
-        s, dev = self.s, self.device
+        dev = self.device
         h, w = canvas.shape
-        weights = tiling.ramp_weights(s, settings.overlap)
-        wsum = tiling.weight_sum(tiles, canvas.shape, weights)
-        covered = wsum > 0
-        inv = torch.from_numpy(np.where(covered, 1.0 / np.maximum(wsum, 1e-12), 0.0).astype(np.float32)).to(dev)
-        del wsum
-        w_t = torch.from_numpy(weights).to(dev)
+        weights, inv = tiling.blend_weights(tiles, canvas.shape, settings.overlap)
+        covered = inv > 0
+        inv, w_t = torch.from_numpy(inv).to(dev), torch.from_numpy(weights).to(dev)
 
         # The canvas steps as (rows, 1, 1, columns): elementwise updates are the same, and DPM-Solver++'s
         # thresholding (a per-sample quantile, clamped to 1) stays within torch.quantile's size limit.

@@ -11,7 +11,7 @@ highest there), so there are no seams and a result depends on the seed and the m
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -87,9 +87,8 @@ class TileCanvas:
         self.window = (slice(y0, y1), slice(x0, x1))
         self.shape = (y1 - y0, x1 - x0)
         self.tiles = [dataclasses.replace(t, y=t.y - y0, x=t.x - x0) for t in tiles]
-        weights = tiling.ramp_weights(tiles[0].size, overlap)
-        wsum = tiling.weight_sum(self.tiles, self.shape, weights)
-        self.inv = torch.from_numpy(np.where(wsum > 0, 1 / np.maximum(wsum, 1e-12), 0).astype(np.float32)).to(device)
+        weights, inv = tiling.blend_weights(self.tiles, self.shape, overlap)
+        self.inv = torch.from_numpy(inv).to(device)
         self.weights = torch.from_numpy(weights).to(device)
         self.own = [torch.from_numpy(o).to(device) for o in owners(self.tiles, self.shape, weights)]
         self.device = device
@@ -151,7 +150,7 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     check_mambo_set(*bundles)
     reporter = reporter or Reporter()
     pipe = MamboPipeline(*bundles)
-    s, k, n = pipe.s, pipe.k, pipe.default_size()
+    s, n = pipe.s, pipe.default_size()
     patch = pipe.patch
     device = next(patch.unet.parameters()).device
 

@@ -11,9 +11,8 @@ weights are inflated to 3 channels); empty = from scratch). All three channels a
 from __future__ import annotations
 
 import argparse
-import math
 
-from .config import TrainConfig, load_config
+from .config import TrainConfig
 from .dualview_data import DualViewDataset, find_pairs
 from .models import grey_to_rgb, load_base_unet
 
@@ -76,10 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """`mammosynth-train dualview-fit` and `python -m mammosynth_training.dualview_fit`."""
-    result = train_dualview(load_config(args.config, args.set), resume=args.resume)
-    if result["export_dir"]:
-        print(f"exported {result['export_dir']}")
-    return 0 if math.isfinite(result["loss"]) or result["step"] == 0 else 1
+    from .fit import run as run_training
+
+    return run_training(args, train_dualview)
 
 
 if __name__ == "__main__":

@@ -248,9 +248,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'latest' (default: newest checkpoint of output_dir, if any), a checkpoint dir, or 'none'")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the config and train."""
-    result = train(load_config(args.config, args.set), resume=args.resume)
+def run(args: argparse.Namespace, train_fn: Callable[..., dict] = train) -> int:
+    """Load the config and train with `train_fn` (this loop, or a role's wrapper around it); 1 if the loss diverged."""
+    result = train_fn(load_config(args.config, args.set), resume=args.resume)
     if result["export_dir"]:
         print(f"exported {result['export_dir']}")
     return 0 if math.isfinite(result["loss"]) or result["step"] == 0 else 1

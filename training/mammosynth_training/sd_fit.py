@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -207,10 +206,9 @@ def train_sd(config: TrainConfig, resume: str | None = "latest") -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """`mammosynth-train mame-fit` and `python -m mammosynth_training.sd_fit`."""
-    result = train_sd(load_config(args.config, args.set), resume=args.resume)
-    if result["export_dir"]:
-        print(f"exported {result['export_dir']}")
-    return 0 if math.isfinite(result["loss"]) or result["step"] == 0 else 1
+    from .fit import run as run_training
+
+    return run_training(args, train_sd)
 
 
 def main(argv: list[str] | None = None) -> int:
