@@ -22,9 +22,14 @@ def test_round_trip_keeps_weights_and_manifest(tmp_path):
     assert b.scheduler_config["num_train_timesteps"] == 1000
     from tiny_bundles import tiny_unet
     ref = tiny_unet(1, 32, seed=0)
+    loaded = b.unet.state_dict()
+    # Storing and reading safetensors copies bytes: every weight must come back bit for bit.
+    assert all(torch.equal(w, loaded[name]) for name, w in ref.state_dict().items())
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
-        assert torch.equal(ref(x, 10).sample, b.unet(x, 10).sample)
+        # The loaded weights are unaligned views into a memory map, so BLAS may pick another kernel and round
+        # differently (seen: 1e-6 on AMD EPYC); 1e-4 is far below any real difference between two models.
+        torch.testing.assert_close(b.unet(x, 10).sample, ref(x, 10).sample, rtol=0, atol=1e-4)
     assert not list(tmp_path.glob(".*part")), "temporary folder left behind"
 
 
