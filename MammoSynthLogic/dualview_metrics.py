@@ -3,12 +3,11 @@
 Each view is brought to the encoding frame (chest wall on the left, square, `work_size` px), segmented with Otsu's
 threshold, and the CC and MLO masks of a pair are compared with IoU and DSC. The distributions over real and
 synthetic pairs are summarised (mean, std, min, quartiles, max, IQR), compared with the Earth Mover's Distance and
-the two-sample Kolmogorov–Smirnov test, and drawn as violin plots.
-`mammosynth evaluate dualview --real DIR --synthetic DIR --out DIR` (`add_arguments`, `run`).
+the two-sample Kolmogorov–Smirnov test, and drawn as violin plots. The command line is
+`mammosynth evaluate dualview` (`MammoSynthLogic/commands/evaluate.py`).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Sequence
 
@@ -152,44 +151,3 @@ def violin_plot(real: dict[str, list[float]], synthetic: dict[str, list[float]],
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `mammosynth evaluate dualview`."""
-    parser.add_argument("--real", required=True, nargs="+", type=Path, metavar="DIR",
-                        help="real DICOMs; CC/MLO pairs found by patient, study and laterality")
-    parser.add_argument("--synthetic", required=True, nargs="+", type=Path, metavar="DIR",
-                        help="synthetic pairs (e.g. folders written by `mammosynth dualview`)")
-    parser.add_argument("--work-size", type=int, default=256,
-                        help="side of the square frame both views are resized to before Otsu (default 256)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="writes dualview.json, dualview.md and dualview-violin.png")
-
-
-def run(args: argparse.Namespace, reporter) -> int:
-    """Evaluate, write the report and the plot."""
-    from MammoSynthLogic.commands.evaluate import write_report
-    from MammoSynthLogic.errors import MammoSynthError
-    from MammoSynthLogic.progress import emit_result
-
-    found = {}
-    for n, name in enumerate(("real", "synthetic")):
-        reporter.update("finding pairs", n, 2)
-        found[name] = find_pairs(getattr(args, name), args.work_size, reporter.log)
-        if not found[name]:
-            raise MammoSynthError(", ".join(map(str, getattr(args, name))), "no CC/MLO pair found (both views of "
-                                  "one breast, same patient, study and laterality)")
-    reporter.update("finding pairs", 2, 2)
-    real, synthetic = overlaps(found["real"]), overlaps(found["synthetic"])
-    result = evaluate(real, synthetic)
-    result["pairs"] = {name: [{"key": p["key"], "cc": p["cc"], "mlo": p["mlo"]} for p in pairs]
-                       for name, pairs in found.items()}
-    text = markdown(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = write_report(args.out, "dualview", result, text)
-    paths["plot"] = violin_plot(real, synthetic, args.out / "dualview-violin.png")
-    if args.progress_json:
-        emit_result({"outputs": [str(p) for p in paths.values()]})
-    else:
-        print(text)
-    return 0

@@ -215,12 +215,14 @@ def test_pair_is_one_synthetic_study_and_valid(bundle_dir, tmp_path, capsys):
     rc = main(["dualview", "--model", str(bundle_dir), "--out", str(tmp_path / "pair2"), "--seed", "6", "--steps",
                "3", "--quiet", "--device", "cpu"])
     assert rc == 0
-    pairs = dualview_metrics.find_pairs([tmp_path / "pair", tmp_path / "pair2"], 64, log=lambda m: None)
-    assert len(pairs) == 2
-    values = dualview_metrics.overlaps(pairs)
-    report = dualview_metrics.evaluate(values, values)
-    assert report["table2"]["IoU"]["emd"] == 0
-    assert dualview_metrics.violin_plot(values, values, tmp_path / "v.png").stat().st_size > 1000
+    report_dir = tmp_path / "report"
+    rc = main(["evaluate", "dualview", "--real", str(tmp_path / "pair"), str(tmp_path / "pair2"), "--synthetic",
+               str(tmp_path / "pair"), str(tmp_path / "pair2"), "--work-size", "64", "--out", str(report_dir),
+               "--quiet"])
+    assert rc == 0
+    report = json.loads((report_dir / "dualview.json").read_text())
+    assert report["n_real"] == report["n_synthetic"] == 2 and report["table2"]["IoU"]["emd"] == 0
+    assert (report_dir / "dualview-violin.png").stat().st_size > 1000 and (report_dir / "dualview.md").exists()
 
 
 def test_completion_writes_only_a_synthetic_view(bundle_dir, tmp_path):

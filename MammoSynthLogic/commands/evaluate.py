@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 ORDER = 80
 
@@ -23,11 +23,13 @@ def write_report(out: Path, name: str, result: dict, markdown: str) -> dict[str,
     return paths
 
 
-def finish(args: argparse.Namespace, name: str, result: dict, markdown: str) -> int:
-    """Write the report and tell the user where it is (a result line with --progress-json, else the table)."""
+def finish(args: argparse.Namespace, name: str, result: dict, markdown: str,
+           extra: Optional[dict[str, Path]] = None) -> int:
+    """Write the report and tell the user where it and `extra` outputs are (a result line with --progress-json,
+    else the table)."""
     from MammoSynthLogic.progress import emit_result
 
-    paths = write_report(args.out, name, result, markdown)
+    paths = {**write_report(args.out, name, result, markdown), **(extra or {})}
     if args.progress_json:
         emit_result({"outputs": [str(p) for p in paths.values()]})
     else:
@@ -79,14 +81,41 @@ def run_generation(args: argparse.Namespace, reporter) -> int:
 
 
 def add_dualview(kinds, parents) -> None:
-    from MammoSynthLogic import dualview_metrics
-
     p = kinds.add_parser("dualview", parents=parents, help="CC/MLO consistency: Otsu-mask IoU/DSC, EMD and KS",
                          description="Otsu breast masks per view, IoU and DSC between the CC and MLO masks of each "
                          "real and synthetic pair, the two distributions compared with EMD and the two-sample KS test, "
                          "a violin plot (the dual-view DDPM papers' Tables 1-2).")
-    dualview_metrics.add_arguments(p)
-    p.set_defaults(func=dualview_metrics.run)
+    p.add_argument("--real", required=True, nargs="+", type=Path, metavar="DIR",
+                   help="real DICOMs; CC/MLO pairs found by patient, study and laterality")
+    p.add_argument("--synthetic", required=True, nargs="+", type=Path, metavar="DIR",
+                   help="synthetic pairs (e.g. folders written by `mammosynth dualview`)")
+    p.add_argument("--work-size", type=int, default=256,
+                   help="side of the square frame both views are resized to before Otsu (default 256)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="writes dualview.json, dualview.md and dualview-violin.png")
+    p.set_defaults(func=run_dualview)
+
+
+def run_dualview(args: argparse.Namespace, reporter) -> int:
+    """Pairs of both sets, Tables 1-2, the report and the violin plot."""
+    from MammoSynthLogic import dualview_metrics as dm
+    from MammoSynthLogic.errors import MammoSynthError
+
+    found = {}
+    for n, name in enumerate(("real", "synthetic")):
+        reporter.update("finding pairs", n, 2)
+        found[name] = dm.find_pairs(getattr(args, name), args.work_size, reporter.log)
+        if not found[name]:
+            raise MammoSynthError(", ".join(map(str, getattr(args, name))), "no CC/MLO pair found (both views of "
+                                  "one breast, same patient, study and laterality)")
+    reporter.update("finding pairs", 2, 2)
+    real, synthetic = dm.overlaps(found["real"]), dm.overlaps(found["synthetic"])
+    result = dm.evaluate(real, synthetic)
+    result["pairs"] = {name: [{"key": p["key"], "cc": p["cc"], "mlo": p["mlo"]} for p in pairs]
+                       for name, pairs in found.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot = dm.violin_plot(real, synthetic, args.out / "dualview-violin.png")
+    return finish(args, "dualview", result, dm.markdown(result), {"plot": plot})
 
 
 EVALUATORS: dict[str, Callable] = {
