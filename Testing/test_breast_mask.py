@@ -58,7 +58,10 @@ def test_monochrome1_copy_gives_the_same_mask(real_dicoms, tmp_path):
     ds.save_as(path, enforce_file_format=True)
     copy = read_mammogram(path)
     assert np.allclose(copy.pixels, original.pixels, atol=1e-6)
-    assert np.array_equal(breast_region(copy.pixels), breast_region(original.pixels))
+    # The inversion changes float rounding by up to 1e-6, which may flip the odd pixel whose blurred value lies on
+    # the Otsu threshold; a wrong inversion (dark tissue) would change the whole mask, not a thousandth of it.
+    a, b = breast_region(copy.pixels), breast_region(original.pixels)
+    assert (a ^ b).sum() <= 1e-3 * b.sum() and b.mean() > 0.1
 
 
 def test_describe_on_a_preview_agrees_with_the_full_image(real_dicoms):
