@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__, dualview_fit, fit
+from .checkpoints import checkpoint_dirs
 
 
 def _csv_list(text: str) -> tuple[str, ...]:
@@ -87,7 +88,7 @@ def _mame_fit(args: argparse.Namespace) -> int:
 def _mame_export(args: argparse.Namespace) -> int:
     from .sd_fit import export_run
 
-    found = fit.checkpoint_dirs(args.run_or_checkpoint)
+    found = checkpoint_dirs(args.run_or_checkpoint)
     print(f"exported {export_run(found[-1] if found else args.run_or_checkpoint, args.out)}")
     return 0
 
@@ -95,7 +96,7 @@ def _mame_export(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_bundle
 
-    found = fit.checkpoint_dirs(args.run_or_checkpoint)
+    found = checkpoint_dirs(args.run_or_checkpoint)
     checkpoint = found[-1] if found else args.run_or_checkpoint
     print(f"exported {export_bundle(checkpoint, args.out)}")
     return 0

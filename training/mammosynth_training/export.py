@@ -51,7 +51,7 @@ def export_bundle(checkpoint: str | Path, out_dir: str | Path, *, minutes: float
     from MammoSynthLogic.bundles import save_bundle
 
     from .cache import read_metadata
-    from .fit import EMA_DIR, STATE_FILE
+    from .checkpoints import EMA_DIR, STATE_FILE
     from .models import build_noise_scheduler
 
     checkpoint = Path(checkpoint)

@@ -19,17 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import CHECKPOINTS, EMA_DIR, STATE_FILE, checkpoint_dirs
 from .config import TrainConfig, load_config, save_config
-
-CHECKPOINTS = "checkpoints"
-STATE_FILE = "trainer_state.json"
-EMA_DIR = "ema_unet"
-
-
-def checkpoint_dirs(output_dir: str | Path) -> list[Path]:
-    """Finished checkpoints of a run, oldest first."""
-    root = Path(output_dir) / CHECKPOINTS
-    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file()) if root.is_dir() else []
 
 
 def _resolve_resume(config: TrainConfig, resume: str | None) -> Path | None:

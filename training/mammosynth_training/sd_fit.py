@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from MammoSynthLogic.prompts import INPAINT_PROMPT
 
+from .checkpoints import EMA_DIR, STATE_FILE
 from .config import TrainConfig, load_config
-from .fit import EMA_DIR, STATE_FILE, add_arguments, noisy_input, train
+from .fit import add_arguments, noisy_input, train
 from .sd_data import SDDataset, load_items
 from .sd_models import (KLAutoencoder, TextUNet, build_cond_unet, build_text_encoder, build_vae,
                         inpaint_unet_from, load_vae, pretrained_parts, sd_noise_scheduler)

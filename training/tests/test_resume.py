@@ -7,7 +7,8 @@ import torch
 from training_helpers import tiny_config
 from safetensors.torch import load_file
 
-from mammosynth_training.fit import STATE_FILE, checkpoint_dirs, train
+from mammosynth_training.checkpoints import STATE_FILE, checkpoint_dirs
+from mammosynth_training.fit import train
 
 
 def _reset_accelerate():

@@ -11,7 +11,7 @@ from training_helpers import ROOT, disc_image
 
 from mammosynth_training.cache import write_entry, write_metadata
 from mammosynth_training.config import ModelConfig, TrainConfig, load_config
-from mammosynth_training.fit import checkpoint_dirs
+from mammosynth_training.checkpoints import checkpoint_dirs
 from mammosynth_training.sd_data import SDDataset, caption_for, load_items, random_box
 from mammosynth_training.sd_fit import build_model, build_pipeline, latent_loss, train_sd
 from mammosynth_training.sd_models import inpaint_unet_from, sd_noise_scheduler
