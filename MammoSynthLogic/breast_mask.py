@@ -78,9 +78,13 @@ def _erode(mask: np.ndarray, fraction: float) -> np.ndarray:
     return _erode_disk(mask, max(1.0, fraction * max(mask.shape) / 2))
 
 
-def breast_region(pixels: np.ndarray) -> np.ndarray:
-    """The whole breast, skin line included, without labels, film borders or markers (bool, same shape)."""
-    return _upsample(_region_small(pixels), pixels.shape)
+def breast_region(pixels: np.ndarray, grow: float = 0.0) -> np.ndarray:
+    """The whole breast, skin line included, without labels, film borders or markers (bool, same shape); with
+    `grow`, dilated by that fraction of the longer side (at working resolution, so in linear time)."""
+    region = _region_small(pixels)
+    if grow > 0 and region.any():
+        region = _dilate_disk(region, grow * max(region.shape))
+    return _upsample(region, pixels.shape)
 
 
 def breast_mask(pixels: np.ndarray) -> np.ndarray:

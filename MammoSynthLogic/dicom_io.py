@@ -328,11 +328,23 @@ class SyntheticStudy:
     series_counter: int = 0
 
     @classmethod
-    def new(cls, seed: Optional[int] = None) -> "SyntheticStudy":
-        token = secrets.token_hex(4).upper() if seed is None else hashlib.sha256(f"mammosynth-{seed}".encode()).hexdigest()[:8].upper()
+    def new(cls, patient_id: Optional[str] = None, study_uid: Optional[str] = None) -> "SyntheticStudy":
+        """A new synthetic patient and study, unique to this call unless pinned.
+
+        Identities never come from the seed: two runs with one seed are two patients. A pinned study without a
+        pinned patient gets a patient derived from the study UID, so every file pinned to that study has one patient.
+        """
+        if study_uid is not None and not pydicom.uid.UID(study_uid).is_valid:
+            raise MammoSynthError(f"--study-uid {study_uid}", "not a valid DICOM UID (digits and dots, at most 64 "
+                                                              "characters, e.g. 2.25.<a large number>)")
+        if patient_id is not None and not 0 < len(str(patient_id)) <= 64:
+            raise MammoSynthError(f"--patient-id {patient_id}", "must be 1 to 64 characters")
+        token = (hashlib.sha256(study_uid.encode()).hexdigest()[:8] if study_uid else secrets.token_hex(4)).upper()
+        patient = str(patient_id) if patient_id is not None else f"SYN-{token}"
         now = datetime.datetime.now()
-        return cls(patient_id=f"SYN-{token}", patient_name=f"SYNTHETIC^{token}", study_uid=pydicom.uid.generate_uid(),
-                   study_id=token[:8], study_date=now.strftime("%Y%m%d"), study_time=now.strftime("%H%M%S"))
+        return cls(patient_id=patient, patient_name=f"SYNTHETIC^{patient}"[:64],
+                   study_uid=study_uid or pydicom.uid.generate_uid(), study_id=token[:8],
+                   study_date=now.strftime("%Y%m%d"), study_time=now.strftime("%H%M%S"))
 
     @classmethod
     def of_source(cls, source: MammogramImage) -> "SyntheticStudy":
@@ -409,6 +421,7 @@ def write_synthetic_dicom(
     attributes: Optional[dict[str, object]] = None,
     series_description: str = "SYNTHETIC mammogram",
     transfer_syntax_uid: str = pydicom.uid.ExplicitVRLittleEndian,
+    synthetic: bool = True,
 ) -> Path:
     """Write a Secondary Capture marked synthetic, with provenance, in one atomic write.
 
@@ -419,12 +432,15 @@ def write_synthetic_dicom(
     HighBit 7 (valid DICOM: the values sit in the low bits of 16-bit words; readers give uint16 arrays).
     `attributes` (DICOM keyword: value, e.g. ViewPosition) are set last.
     `breast_side` is the side of the pixels where the chest wall is (it sets PatientOrientation).
-    The patient is synthetic unless `keep_source_identity` is set, in which case the result joins the source's study.
+    The patient is synthetic unless `keep_source_identity` is set, in which case the result joins the source's study
+    and copies its BurnedInAnnotation. Otherwise `BurnedInAnnotation` is NO, and with a `source` the file says the
+    source's identity was removed and its pixels cleaned: callers pass pixels cleaned by `deidentify.clean_image`.
+    `synthetic=False` writes a de-identified copy of a real image (not marked synthetic).
     """
     import highdicom as hd
 
     path = Path(path)
-    if not series_description.upper().startswith("SYNTHETIC"):
+    if synthetic and not series_description.upper().startswith("SYNTHETIC"):
         series_description = f"SYNTHETIC {series_description}"
     if study is None:
         if keep_source_identity:
@@ -432,7 +448,7 @@ def write_synthetic_dicom(
                 raise ValueError("keep_source_identity needs a source image")
             study = SyntheticStudy.of_source(source)
         else:
-            study = SyntheticStudy.new(provenance.get("seed"))
+            study = SyntheticStudy.new()
     if source is not None:
         view = view or source.view
         laterality = laterality or source.laterality
@@ -451,7 +467,8 @@ def write_synthetic_dicom(
     if array.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {array.shape}")
     record = {"generator": "mammosynth", "mammosynth_version": __version__, **provenance}
-    comments = "SYNTHETIC image made by mammosynth; provenance " + json.dumps(record, sort_keys=True, default=str)
+    what = "SYNTHETIC image made" if synthetic else "De-identified copy of a real image written"
+    comments = f"{what} by mammosynth; provenance " + json.dumps(record, sort_keys=True, default=str)
     if len(comments) > 10240:
         raise ValueError("provenance too long for ImageComments (10240 characters)")
     image = hd.sc.SCImage(
@@ -483,13 +500,26 @@ def write_synthetic_dicom(
     if "Laterality" not in image:  # Type 2C for a paired body part (BREAST): present, empty when unknown
         image.Laterality = ""
     image.ImageType = ["DERIVED", "SECONDARY"]
-    image.ConversionType = "SYN"
+    image.ConversionType = "SYN" if synthetic else "WSD"
     image.SeriesDescription = series_description[:64]
     image.BurnedInAnnotation = "NO"
+    if keep_source_identity and source is not None:  # the source's pixels as they were: its own statement holds
+        if "BurnedInAnnotation" in source.dataset:
+            image.BurnedInAnnotation = source.dataset.BurnedInAnnotation
+        else:
+            del image.BurnedInAnnotation
+    elif source is not None:
+        from MammoSynthLogic.deidentify import BASIC_PROFILE, CLEAN_PIXELS, deidentification_attributes
+
+        for keyword, value in deidentification_attributes("mammosynth: new identity; outside breast cleaned",
+                                                           (BASIC_PROFILE, CLEAN_PIXELS)).items():
+            setattr(image, keyword, value)
     image.RecognizableVisualFeatures = "NO"
     image.BodyPartExamined = "BREAST"
     image.ImageComments = comments
-    image.DerivationDescription = f"Synthetic image generated by mammosynth {__version__} (seed {provenance.get('seed')})"[:1024]
+    image.DerivationDescription = (f"Synthetic image generated by mammosynth {__version__} (seed {provenance.get('seed')})"
+                                   if synthetic else f"Real image de-identified by mammosynth {__version__}: new "
+                                   "identity, pixels outside the breast set to background")[:1024]
     image.SoftwareVersions = __version__
     image.ContentDate = datetime.date.today().strftime("%Y%m%d")
     image.ContentTime = datetime.datetime.now().strftime("%H%M%S")
@@ -505,6 +535,26 @@ def write_synthetic_dicom(
 
 _SEG_TYPE2_FROM_SOURCE = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
                           "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _add_patient_geometry(reference: Dataset, source: MammogramImage) -> None:
+    """Give a reference copy of a mammogram the geometry Slicer loads it with, for highdicom to copy into the SEG.
+
+    A projection image has no patient geometry, but dcmqi (Slicer's SEG reader) needs a Frame of Reference, plane
+    orientation and position, and pixel measures: Slicer puts an image without them at the origin with the axes of
+    the patient coordinate system, so the SEG says the same. The frame of reference is derived from the source
+    instance so that every SEG of one image shares it.
+    """
+    if "FrameOfReferenceUID" not in reference:
+        reference.FrameOfReferenceUID = pydicom.uid.generate_uid(entropy_srcs=["frame of reference", source.sop_uid])
+    if "ImagePositionPatient" not in reference:
+        reference.ImagePositionPatient = [0.0, 0.0, 0.0]
+    if "ImageOrientationPatient" not in reference:
+        reference.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    if "PixelSpacing" not in reference:
+        reference.PixelSpacing = list(source.spacing_mm or (1.0, 1.0))
+    if "SliceThickness" not in reference:  # required in the Pixel Measures item; a projection has no slice
+        reference.SliceThickness = 1.0
 
 
 def write_segmentation(
@@ -533,14 +583,17 @@ def write_segmentation(
         segmented_property_type=codes.SCT.Mass,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm_id,
+        anatomic_regions=[codes.SCT.Breast],
     )
+    side = {"L": codes.SCT.Left, "R": codes.SCT.Right}.get(source.laterality or "")
+    if side is not None:  # a SEG states laterality on its segments: dciodvfy refuses the series Laterality there
+        segment.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [
+            hd.sr.CodedConcept(side.value, side.scheme_designator, side.meaning)]
     reference = source.dataset.copy()
     for keyword in _SEG_TYPE2_FROM_SOURCE:  # Type 2 in SEG: present, possibly empty; some sources lack them
         if keyword not in reference:
             setattr(reference, keyword, "")
-    if "PixelSpacing" in reference and "SliceThickness" not in reference:
-        # highdicom copies it into the Pixel Measures item; optional for a 2D image but needed to read the SEG back
-        reference.SliceThickness = 1.0
+    _add_patient_geometry(reference, source)
     seg = hd.seg.Segmentation(
         source_images=[reference],
         pixel_array=mask.astype(bool)[np.newaxis],

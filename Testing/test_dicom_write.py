@@ -48,7 +48,7 @@ def test_unknown_laterality_still_validates(tmp_path):
 
 
 def test_one_study_for_several_files(tmp_path):
-    study = SyntheticStudy.new(seed=3)
+    study = SyntheticStudy.new()
     a = write_synthetic_dicom(tmp_path / "cc.dcm", np.zeros((128, 128)), provenance={"seed": 3}, view="CC", laterality="L", study=study)
     b = write_synthetic_dicom(tmp_path / "mlo.dcm", np.zeros((128, 128)), provenance={"seed": 3}, view="MLO", laterality="L", study=study)
     da, db = pydicom.dcmread(a), pydicom.dcmread(b)

@@ -258,8 +258,8 @@ def test_auto_route_picks_repaint_for_mambo_models(mambo_dir, tmp_path, monkeypa
     write_png16(tmp_path / "m.png", lesion_mask().astype(np.uint8))
     out = tmp_path / "out.nrrd"
     assert _inpaint(src, tmp_path / "m.png", out, "--model", mambo_dir, "--jumps", 2, "--lesion-contrast", 0.2) == 0
-    assert calls == [((ROWS, COLS), lesion_mask().sum(), ["mambo-global", "mambo-local", "mambo-patch"], 4, 3, 2,
-                      "left", 0.2)]
+    ring = feather_weights(lesion_mask(), 6) > 0  # RePaint regenerates the feather ring, to blend it as sd does
+    assert calls == [((ROWS, COLS), ring.sum(), ["mambo-global", "mambo-local", "mambo-patch"], 4, 3, 2, "left", 0.2)]
     import nrrd
 
     result, _ = nrrd.read(str(out), index_order="C")
@@ -269,15 +269,26 @@ def test_auto_route_picks_repaint_for_mambo_models(mambo_dir, tmp_path, monkeypa
     assert (result[LESION] == stored.max()).all()
 
 
-def test_repaint_route_changes_only_the_mask(mambo_dir, tmp_path):
+def test_repaint_route_honours_feather_like_the_sd_route(mambo_dir, tmp_path):
     src = make_source(tmp_path, 12)
     write_png16(tmp_path / "m.png", lesion_mask().astype(np.uint8))
+    stored = pydicom.dcmread(src).pixel_array
+    weights = feather_weights(lesion_mask(), 6)
+    ring = (weights > 0) & ~lesion_mask()
     out = tmp_path / "out.dcm"
     assert _inpaint(src, tmp_path / "m.png", out, "--method", "repaint", "--model", mambo_dir) == 0
     assert dciodvfy_errors(out) == [] and read_provenance(out)["method"] == "repaint"
-    result, stored = pydicom.dcmread(out).pixel_array, pydicom.dcmread(src).pixel_array
-    assert np.array_equal(result[~lesion_mask()], stored[~lesion_mask()])
+    result = pydicom.dcmread(out).pixel_array
+    assert np.array_equal(result[weights == 0], stored[weights == 0])
     assert (result[LESION] != stored[LESION]).mean() > 0.5
+    assert (result[ring] != stored[ring]).mean() > 0.3  # the ring is blended (was 0: a hard edge)
+    # the blend moves a ring pixel only part of the way: less near the edge of the zone than next to the mask
+    change = np.abs(result.astype(np.int64) - stored)
+    near, far = ring & (weights > 0.75), ring & (weights < 0.25)
+    assert change[near].mean() > change[far].mean()
+    hard = tmp_path / "hard.dcm"
+    assert _inpaint(src, tmp_path / "m.png", hard, "--method", "repaint", "--model", mambo_dir, "--feather", 0) == 0
+    assert np.array_equal(pydicom.dcmread(hard).pixel_array[~lesion_mask()], stored[~lesion_mask()])
 
 
 def test_real_mammogram_with_seg_mask(sd_dir, real_dicom, tmp_path):

@@ -9,6 +9,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from MammoSynthLogic.commands._output import check_send, deliver, output_options
+
 ORDER = 30
 
 
@@ -37,6 +39,7 @@ def register(sub, parents) -> None:
                         "manifest, else 0 = off)")
     p.add_argument("--invert", action="store_true", help="dark lesions: reconstruction minus original")
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded)")
+    output_options(p, identity=False)
     p.set_defaults(func=run)
 
 
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace, reporter) -> int:
 
     if args.lam is not None and not 0 < args.lam < 1000:
         raise MammoSynthError(f"--lambda {args.lam}", "must be between 1 and 999")
+    check_send(args)
     files, errors = find_dicoms(args.paths)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
@@ -148,6 +152,7 @@ def run(args: argparse.Namespace, reporter) -> int:
         writer.writeheader()
         writer.writerows(records)
         write_text_atomic(args.out / "summary.csv", buffer.getvalue())
+    deliver(args, [Path(r["out"]) / "seg.dcm" for r in records], reporter)
     if args.progress_json:
         emit_result({"outputs": [r["out"] for r in records], "settings": dataclasses.asdict(settings)})
     return 0 if not errors else (1 if records else 2)

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from MammoSynthLogic.commands._output import check_send, deliver, new_study, output_options
+
 ORDER = 25
 
 
@@ -18,7 +20,8 @@ def register(sub, parents) -> None:
                        "one folder (files named by seed, each with its provenance). Under `torchrun --nproc_per_node "
                        "G` or `accelerate launch` the seeds are split across processes, GPUs and machines. A run that "
                        "is stopped and started again skips the images already written. manifest.csv lists every "
-                       "image with its seed and parameters. Sampling options: see `mammosynth generate --help`.")
+                       "image with its seed and parameters. Each image is its own synthetic patient and study unless "
+                       "--patient-id / --study-uid pin them. Sampling options: see `mammosynth generate --help`.")
     p.add_argument("--count", "--n", dest="n", type=int, metavar="N",
                    help="number of images (seeds seed-start .. seed-start+N-1); under torchrun write --count: "
                    "torchrun's own parser takes --n for one of its options")
@@ -30,6 +33,7 @@ def register(sub, parents) -> None:
     sampling_options(p)
     p.add_argument("--rebuild-manifest", action="store_true",
                    help="only rewrite manifest.csv from the images in --out (e.g. after a crashed run)")
+    output_options(p)
     p.set_defaults(func=run)
 
 
@@ -55,8 +59,11 @@ def run(args: argparse.Namespace, reporter) -> int:
         return 0
     if args.n is None or args.n < 1:
         raise MammoSynthError("--count", "give the number of images to generate (a positive number)")
+    new_study(args)  # a bad --study-uid or --patient-id fails here, before any model is loaded
+    check_send(args)
     with batch.process_group(rank):  # joined first: a launch problem shows before any model is loaded
         done, manifest = _generate(args, rank, reporter)
+    deliver(args, [batch.image_path(args.out, seed, args.format) for seed in done["generated"]], reporter)
     summary = {"rank": rank.rank, "world_size": rank.world, **{k: len(v) for k, v in done.items()}}
     if manifest is not None:
         summary.update(manifest=str(manifest[0]), images_in_folder=manifest[1])
@@ -93,7 +100,8 @@ def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Pat
         return result.image, provenance
 
     def dicom_options(seed: int) -> dict:
-        return {"laterality": "L", "breast_side": "left", "series_description": f"SYNTHETIC MAMBO {size}px seed {seed}"}
+        return {"laterality": "L", "breast_side": "left", "series_description": f"SYNTHETIC MAMBO {size}px seed {seed}",
+                "study": new_study(args)}
 
     done = batch.generate_shard(seeds, out, args.format, make, reporter, dicom_options)
     batch.barrier(rank)

@@ -1,8 +1,9 @@
 """`mammosynth dualview`: a synthetic CC/MLO pair of one breast, or the missing view of a real one (MammoRGB).
 
 Generation writes CC and MLO of one synthetic patient and study. Completion (`--complete REAL.dcm`) writes only the
-generated view, as a synthetic image of a new synthetic patient; the real file is copied unchanged next to it only
-with `--copy-known`, and the generated view joins the real patient's study only with `--keep-identity`.
+generated view, as a synthetic image of a new synthetic patient; with `--copy-known` the real view joins it as a
+de-identified copy (same new patient and study, pixels outside the breast cleaned of burned-in labels). With
+`--keep-identity` the generated view joins the real patient's study and `--copy-known` copies the real file unchanged.
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import secrets
 import shutil
 import time
 from pathlib import Path
+
+from MammoSynthLogic.commands._output import check_send, finish, new_study, output_options
 
 ORDER = 40
 FORMATS = ("dcm", "png", "nrrd")
@@ -28,7 +31,8 @@ def register(sub, parents) -> None:
     p.add_argument("--view", choices=["CC", "MLO"], help="with --complete: the real image's view when its header "
                    "does not say")
     p.add_argument("--copy-known", action="store_true",
-                   help="with --complete: also copy the real file, unchanged, into --out")
+                   help="with --complete: also write the real view into --out, de-identified into the synthetic "
+                   "study (outside the breast cleaned), or with --keep-identity the real file unchanged")
     p.add_argument("--keep-identity", action="store_true",
                    help="with --complete: put the generated view into the real patient's study (default: a new "
                    "synthetic patient; the real identity is never copied otherwise)")
@@ -49,6 +53,7 @@ def register(sub, parents) -> None:
     p.add_argument("--resample", type=int, help="with --complete: RePaint resampling passes per step (default 1 = "
                    "none; needs --sampler ddpm or ddim)")
     p.add_argument("--format", choices=FORMATS, default="dcm", help="output type (default dcm)")
+    output_options(p)
     p.set_defaults(func=run)
 
 
@@ -81,6 +86,9 @@ def run(args: argparse.Namespace, reporter) -> int:
 
     if not args.complete and (args.copy_known or args.keep_identity or args.view or args.resample):
         raise MammoSynthError("--copy-known/--keep-identity/--view/--resample", "these only apply with --complete")
+    if args.keep_identity and (args.patient_id or args.study_uid):
+        raise MammoSynthError("--keep-identity", "keeps the real patient and study; drop --patient-id/--study-uid")
+    check_send(args)
     settings = DualViewSettings.preset(args.preset, sampler=args.sampler, steps=args.steps, resample=args.resample)
     device = select_device(args.device)
     pipe = DualViewPipeline(load_dualview_bundle(args.model, device), device=device)
@@ -93,24 +101,16 @@ def run(args: argparse.Namespace, reporter) -> int:
         written = _complete(args, pipe, settings, seed, size, reporter, start)
     else:
         written = _generate(args, pipe, settings, seed, size, reporter, start)
-    for path in written.values():
-        reporter.log(f"wrote {path}")
-    if args.progress_json:
-        from MammoSynthLogic.progress import emit_result
-
-        emit_result({"outputs": [str(p) for p in written.values()], "views": {k: str(v) for k, v in written.items()},
-                     "seed": seed})
-    return 0
+    return finish(args, list(written.values()), seed, reporter, views={k: str(v) for k, v in written.items()})
 
 
 def _generate(args, pipe, settings, seed: int, size: int, reporter, start: float) -> dict[str, Path]:
-    from MammoSynthLogic.dicom_io import SyntheticStudy
     from MammoSynthLogic.dualview import decode
 
     laterality = args.laterality or "L"
     result = pipe(seed, settings, reporter)
     views, upscaler = _full_size(args, pipe.device, decode(result.rgb, laterality=None), size, seed, reporter)
-    study = SyntheticStudy.new(seed)
+    study = new_study(args)
     provenance = _provenance(args, pipe, result, size, laterality, time.time() - start, upscaler,
                              generated=["CC", "MLO"])
     written = {}
@@ -134,7 +134,7 @@ def _complete(args, pipe, settings, seed: int, size: int, reporter, start: float
     result = pipe.complete(encoded.pixels, known, seed, settings, reporter)
     views, upscaler = _full_size(args, pipe.device, {other: decode(result.rgb, laterality=None)[other]}, size, seed,
                                  reporter)
-    study = SyntheticStudy.of_source(image) if args.keep_identity else SyntheticStudy.new(seed)
+    study = SyntheticStudy.of_source(image) if args.keep_identity else new_study(args)
     spacing = None
     if image.spacing_mm:  # the encoding frame is the prepared square, resized to `size`
         factor = encoded.prepared.transform.size / size
@@ -142,12 +142,33 @@ def _complete(args, pipe, settings, seed: int, size: int, reporter, start: float
     provenance = _provenance(args, pipe, result, size, laterality, time.time() - start, upscaler,
                              generated=[other], known_view=known)
     written = {other: _write(args, other, views[other], laterality, provenance, study, spacing_mm=spacing)}
-    if args.copy_known:
+    if args.copy_known and args.keep_identity:
         target = args.out / f"{known}{args.complete.suffix or '.dcm'}"
         if target.resolve() != args.complete.resolve():
             shutil.copyfile(args.complete, target)
         written[known] = target
+    elif args.copy_known:
+        written[known] = _write_known(args, known, laterality, study)
     return written
+
+
+def _write_known(args, view: str, laterality: str, study) -> Path:
+    """The real view, cleaned outside the breast, as a de-identified member of the synthetic study (any format)."""
+    from MammoSynthLogic.deidentify import clean_image
+    from MammoSynthLogic.dicom_io import read_mammogram, write_nrrd, write_png16, write_synthetic_dicom
+
+    image = clean_image(read_mammogram(args.complete, keep_stored=True))
+    path = args.out / f"{view}.{args.format}"
+    if args.format == "png":
+        return write_png16(path, image.stored_pixels.astype("uint16"))
+    if args.format == "nrrd":
+        return write_nrrd(path, image.stored_pixels, image.spacing_mm)
+    from MammoSynthLogic.breast_mask import breast_side
+
+    return write_synthetic_dicom(path, image.stored_pixels, provenance={"command": "dualview --complete --copy-known",
+                                 "source": "real image, de-identified"}, source=image, stored_like=image, study=study,
+                                 view=view, laterality=laterality, breast_side=breast_side(image.pixels),
+                                 synthetic=False, series_description=f"DE-IDENTIFIED real {laterality}{view}")
 
 
 def _full_size(args, device: str, views: dict, size: int, seed: int, reporter) -> tuple[dict, list | None]:

@@ -7,6 +7,8 @@ import secrets
 import time
 from pathlib import Path
 
+from MammoSynthLogic.commands._output import check_send, finish, new_study, output_options
+
 ORDER = 20
 
 
@@ -39,18 +41,21 @@ def register(sub, parents) -> None:
     sampling_options(p)
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the output)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .dcm, .png (16-bit) or .nrrd")
+    output_options(p)
     p.set_defaults(func=run_generate)
 
     p = sub.add_parser("upscale", parents=parents, help="MAMBO super-resolution of a real mammogram",
                        description="Prepare a real mammogram (breast on the left, square), use its s×s version as the "
                        "global context, generate the mid- and full-resolution images and map the result back to the "
-                       "source frame. The output is a synthetic image (new patient identity) with provenance.")
+                       "source frame. The output is a synthetic image (new patient identity) with provenance; the "
+                       "source is cleaned outside the breast first, so its burned-in labels do not reach the result.")
     p.add_argument("source", type=Path, metavar="SRC")
     p.add_argument("--size", type=int, help="side of the square the models work at (default: the full size the "
                    "bundles were trained for, s·k² unless the manifest says); the result is resized back to the source")
     sampling_options(p)
     p.add_argument("--seed", type=int, help="random seed (default: a fresh one, recorded in the output)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help="output .dcm, .png (16-bit) or .nrrd")
+    output_options(p)
     p.set_defaults(func=run_upscale)
 
 
@@ -82,19 +87,12 @@ def _provenance(command: str, pipe, seed: int, result, seconds: float, **extra) 
             "unet_forwards": forwards(result.counters), "unet_batches": sequential_batches(result.counters), **extra}
 
 
-def _finish(args, path: Path, provenance: dict, reporter) -> int:
-    from MammoSynthLogic.progress import emit_result
-
-    reporter.log(f"wrote {path}")
-    if args.progress_json:
-        emit_result({"outputs": [str(path)], "seed": provenance["seed"]})
-    return 0
-
-
 def run_generate(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.dicom_io import write_image
 
     settings = _settings(args)
+    study = new_study(args)
+    check_send(args)
     pipe = _pipeline(args)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     size = args.size or pipe.default_size()
@@ -105,17 +103,20 @@ def run_generate(args: argparse.Namespace, reporter) -> int:
     # MAMBO images have the chest wall on the left: a left breast as stored; mirrored for a right one.
     pixels = result.image if args.laterality == "L" else result.image[:, ::-1]
     path = write_image(args.out, pixels, provenance=provenance, laterality=args.laterality,
-                       breast_side="left" if args.laterality == "L" else "right",
+                       breast_side="left" if args.laterality == "L" else "right", study=study,
                        series_description=f"SYNTHETIC MAMBO {size}px seed {seed}")
-    return _finish(args, path, provenance, reporter)
+    return finish(args, [path], seed, reporter)
 
 
 def run_upscale(args: argparse.Namespace, reporter) -> int:
+    from MammoSynthLogic.deidentify import clean_image
     from MammoSynthLogic.dicom_io import read_mammogram, write_image
     from MammoSynthLogic.preparation import prepare, resize
 
     settings = _settings(args)
-    image = read_mammogram(args.source)
+    study = new_study(args)
+    check_send(args)
+    image = clean_image(read_mammogram(args.source))
     prepared = prepare(image)
     pipe = _pipeline(args)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
@@ -127,5 +128,5 @@ def run_upscale(args: argparse.Namespace, reporter) -> int:
     provenance = _provenance("upscale", pipe, seed, result, time.time() - start,
                              size=size, transform=prepared.transform.to_json())
     path = write_image(args.out, pixels, provenance=provenance, source=image, breast_side=prepared.breast_side,
-                       series_description=f"SYNTHETIC MAMBO super-resolution seed {seed}")
-    return _finish(args, path, provenance, reporter)
+                       study=study, series_description=f"SYNTHETIC MAMBO super-resolution seed {seed}")
+    return finish(args, [path], seed, reporter)

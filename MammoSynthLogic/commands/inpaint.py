@@ -6,6 +6,8 @@ import secrets
 import time
 from pathlib import Path
 
+from MammoSynthLogic.commands._output import check_send, finish, new_study, output_options
+
 ORDER = 55
 
 
@@ -16,9 +18,11 @@ def register(sub, parents) -> None:
                        description="Inpaint a synthetic lesion inside MASK at the source's own size and bit depth. "
                        "sd: a square crop around the mask (with --margin context, at least the model size) goes "
                        "through a Stable Diffusion inpainting model (MAM-E) and back; repaint: RePaint with the MAMBO "
-                       "models. The result is blended in over --feather pixels outside the mask; every pixel further "
-                       "out is the source's stored value, bit for bit. The output is a synthetic image (new patient "
-                       "identity) with provenance; the inputs are only read.")
+                       "models. The result is blended in over --feather pixels outside the mask (repaint regenerates "
+                       "that ring too, so both routes blend alike); every pixel further out is the source's stored "
+                       "value, bit for bit, except outside the breast: the output is a synthetic image (new patient "
+                       "identity) with provenance, so burned-in labels and markers outside the breast are set to "
+                       "background (unless --keep-identity). The inputs are only read.")
     p.add_argument("source", type=Path, metavar="SRC", help="the mammogram (DICOM)")
     p.add_argument("--mask", required=True, type=Path, metavar="MASK",
                    help="NRRD label map or PNG on the image's grid (nonzero = inside), or a DICOM SEG of the image")
@@ -41,6 +45,10 @@ def register(sub, parents) -> None:
                    "mask, which the patch model renders as a lesion (default 0.15; 0 = re-create the tissue that "
                    "was there)")
     sd_options(p, 4.0, "denoising steps (default: 24 for sd, MAM-E used 40; 50 for repaint)")
+    p.add_argument("--keep-identity", action="store_true",
+                   help="put the result into the source patient's study with every pixel outside the blend zone as "
+                   "it was (burned-in text included; BurnedInAnnotation copied from the source)")
+    output_options(p)
     p.set_defaults(func=run)
 
 
@@ -64,6 +72,9 @@ def _check(args) -> None:
         raise MammoSynthError(f"--feather {args.feather}", "must be 0 or more")
     if args.method == "sd" and args.model and len(args.model) > 1:
         raise MammoSynthError("--model", "sd takes one Stable Diffusion inpainting model")
+    if args.keep_identity and (args.patient_id or args.study_uid):
+        raise MammoSynthError("--keep-identity", "keeps the source's patient and study; drop --patient-id/--study-uid")
+    check_send(args)
 
 
 def _sd_route(args, image, mask, seed: int, side: str, device: str, reporter):
@@ -96,7 +107,7 @@ def _repaint_route(args, image, mask, seed: int, side: str, device: str, reporte
                        "models": [b.describe() for b in bundles]}
 
 
-def _write(out: Path, stored, image, provenance: dict, side: str) -> Path:
+def _write(out: Path, stored, image, provenance: dict, side: str, study) -> Path:
     """The stored pixels by extension: DICOM in the source's encoding, PNG or NRRD of the integers."""
     from MammoSynthLogic.dicom_io import write_nrrd, write_png16, write_synthetic_dicom
 
@@ -107,32 +118,40 @@ def _write(out: Path, stored, image, provenance: dict, side: str) -> Path:
         return write_png16(out, stored)
     description = f"SYNTHETIC lesion inpainting ({provenance['method']}) seed {provenance['seed']}"
     return write_synthetic_dicom(out, stored, provenance=provenance, source=image, stored_like=image,
-                                 breast_side=side, series_description=description)
+                                 breast_side=side, series_description=description, study=study,
+                                 keep_source_identity=study is None)
 
 
 def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.breast_mask import breast_side
-    from MammoSynthLogic.commands.text2mammo import finish
+    from MammoSynthLogic.deidentify import clean_image
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.dicom_io import read_mammogram, stored_representation
     from MammoSynthLogic.masks import read_mask
     from MammoSynthLogic.pipelines.inpaint import blend_into, feather_weights
 
     _check(args)
+    study = None if args.keep_identity else new_study(args)
     image = read_mammogram(args.source, keep_stored=True)
     if args.out.suffix.lower() in (".dcm", ".dicom"):
         stored_representation(image)  # fail before the work when the source cannot be written back as DICOM
     mask = read_mask(args.mask, image, label=args.label, segment=args.segment)
+    if not args.keep_identity:
+        image = clean_image(image)
+    weights = feather_weights(mask, args.feather)
     device = select_device(args.device)
     method = args.method if args.method != "auto" else ("sd" if _is_sd_model(args.model) else "repaint")
     side = breast_side(image.pixels)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     start = time.time()
-    route = _sd_route if method == "sd" else _repaint_route
-    synthetic, entries = route(args, image, mask, seed, side, device, reporter)
-    stored = blend_into(image.stored_pixels, image.pixels, synthetic, feather_weights(mask, args.feather))
+    if method == "sd":
+        synthetic, entries = _sd_route(args, image, mask, seed, side, device, reporter)
+    else:  # RePaint keeps every pixel outside its mask: it regenerates the feather ring so there is one to blend
+        synthetic, entries = _repaint_route(args, image, weights > 0, seed, side, device, reporter)
+    stored = blend_into(image.stored_pixels, image.pixels, synthetic, weights)
     provenance = {"pipeline": f"inpaint-{method}", "command": "inpaint", "method": method, "seed": seed,
                   "margin": args.margin, "feather": args.feather, "mask_pixels": int(mask.sum()),
                   "label": args.label, "segment": args.segment, "breast_side": side, "device": device,
-                  "bits_stored": image.bits_stored, **entries, "seconds": round(time.time() - start, 1)}
-    return finish(args, _write(args.out, stored, image, provenance, side), provenance, reporter)
+                  "bits_stored": image.bits_stored, "pixels_outside_breast": "kept" if args.keep_identity else
+                  "cleaned", **entries, "seconds": round(time.time() - start, 1)}
+    return finish(args, [_write(args.out, stored, image, provenance, side, study)], seed, reporter)

@@ -6,6 +6,8 @@ import secrets
 import time
 from pathlib import Path
 
+from MammoSynthLogic.commands._output import check_send, finish, new_study, output_options
+
 ORDER = 50
 OUT_SUFFIXES = (".dcm", ".dicom", ".png", ".nrrd")
 
@@ -46,6 +48,7 @@ def register(sub, parents) -> None:
     p.add_argument("--size", type=int, help="side of the square output (default: the model's, 512 for MAM-E); a "
                    "multiple of 8")
     sd_options(p, 5.0, "denoising steps (default 24)")
+    output_options(p)
     p.set_defaults(func=run)
 
 
@@ -59,16 +62,6 @@ def check_out(out: Path, *inputs: Path) -> None:
         raise MammoSynthError(out, "would overwrite an input; choose another output file")
 
 
-def finish(args, path: Path, provenance: dict, reporter) -> int:
-    """Log the output and, with --progress-json, the final result line."""
-    from MammoSynthLogic.progress import emit_result
-
-    reporter.log(f"wrote {path}")
-    if args.progress_json:
-        emit_result({"outputs": [str(path)], "seed": provenance["seed"]})
-    return 0
-
-
 def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.dicom_io import read_mammogram, write_image
@@ -77,6 +70,8 @@ def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.sd_bundles import load_sd_bundle
 
     check_out(args.out, *([args.like] if args.like else []))
+    study = new_study(args)
+    check_send(args)
     like = read_mammogram(args.like) if args.like else None
     choices = dict(vendor=args.vendor, view=args.view, area=args.area, density=args.density)
     prompt = args.prompt or (prompt_for_image(like, **choices) if like else build_prompt(**choices))
@@ -96,5 +91,5 @@ def run(args: argparse.Namespace, reporter) -> int:
     path = write_image(args.out, pixels, provenance=provenance, view=view, laterality=laterality,
                        attributes={"ViewPosition": view} if view else None,
                        breast_side="left" if laterality == "L" else "right",
-                       series_description=f"SYNTHETIC MAM-E seed {seed}")
-    return finish(args, path, provenance, reporter)
+                       study=study, series_description=f"SYNTHETIC MAM-E seed {seed}")
+    return finish(args, [path], seed, reporter)

@@ -20,16 +20,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
+from MammoSynthLogic.deidentify import BASIC_PROFILE, CLEAN_DESCRIPTORS, CLEAN_PIXELS, code_item
 from MammoSynthLogic.fileio import atomic_path
 
 STUDY_DESCRIPTION = "READER STUDY - REAL AND SYNTHETIC MAMMOGRAMS"
 COMMENT = ("Reader study copy made by mammosynth. This study mixes real (de-identified) and synthetic "
            "(computer-generated) mammograms; the answer key is kept apart from the reader copies.")
 IMPLEMENTATION_UID = "2.25.231405452370914283521532372856345178461"  # fixed, so file meta is the same in every copy
-# DICOM CID 7050 de-identification method codes (PS3.16).
-BASIC_PROFILE = ("113100", "Basic Application Confidentiality Profile")
-CLEAN_PIXELS = ("113101", "Clean Pixel Data Option")
-CLEAN_DESCRIPTORS = ("113105", "Clean Descriptors Option")
 
 
 def neutral_uid(secret: str, *parts: object) -> str:
@@ -41,12 +38,6 @@ def neutral_uid(secret: str, *parts: object) -> str:
         if value >= 10 ** 38:  # 39 digits: every UID has the same length, so every file the same size
             return f"2.25.{value}"
         counter += 1
-
-
-def _code(value: tuple[str, str]) -> Dataset:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value[0], "DCM", value[1]
-    return item
 
 
 def blinded_dataset(pixels: np.ndarray, bits: int, case_number: int, secret: str, clean_pixels: bool) -> Dataset:
@@ -80,7 +71,7 @@ def blinded_dataset(pixels: np.ndarray, bits: int, case_number: int, secret: str
     ds.PatientIdentityRemoved = "YES"
     methods = [BASIC_PROFILE, CLEAN_DESCRIPTORS] + ([CLEAN_PIXELS] if clean_pixels else [])
     ds.DeidentificationMethod = "PS3.15 E.1 basic profile; rewritten from pixels, fixed tags"
-    ds.DeidentificationMethodCodeSequence = Sequence([_code(m) for m in methods])
+    ds.DeidentificationMethodCodeSequence = Sequence([code_item(m) for m in methods])
     ds.BodyPartExamined = "BREAST"
     ds.StudyInstanceUID = neutral_uid(secret, case_number, "study")
     ds.SeriesInstanceUID = neutral_uid(secret, case_number, "series")
