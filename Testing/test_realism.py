@@ -122,3 +122,33 @@ def test_report_ranks_a_blurred_set_below_the_real_one(real_dicoms, tmp_path):
     png = realism.plot_report(real, synthetic, tmp_path / "realism.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(report)  # the report is JSON-ready
+
+
+def test_command_writes_the_report_with_lesion_texture(real_dicoms, tmp_path, capsys):
+    """`evaluate realism`: real DICOMs vs a synthetic DICOM with a smoothed disc and its mask; every output file."""
+    from MammoSynthLogic.cli import main
+    from MammoSynthLogic.dicom_io import read_mammogram, write_image, write_nrrd
+
+    image = read_mammogram(real_dicoms[1])
+    rows, cols = np.nonzero(prepare(image).region[: image.rows, : image.columns])
+    cy, cx = int(np.median(rows)), int(np.median(cols))
+    yy, xx = np.mgrid[0:image.rows, 0:image.columns]
+    lesion = (yy - cy) ** 2 + (xx - cx) ** 2 < 60 ** 2
+    box = slice(cy - 90, cy + 90), slice(cx - 90, cx + 90)
+    pixels = image.pixels.copy()
+    pixels[box] = gaussian_filter(image.pixels, 4.0)[box]  # a smooth patch where texture should be
+    synthetic = write_image(tmp_path / "inpainted.dcm", pixels, source=image, provenance={"command": "test"})
+    mask = write_nrrd(tmp_path / "mask.nrrd", lesion.astype(np.uint8))
+    out = tmp_path / "report"
+    assert main(["evaluate", "realism", *map(str, real_dicoms[:3]), "--synthetic", str(synthetic),
+                 "--masks", str(mask), "--size", "512", "--out", str(out), "--quiet"]) == 0
+    report = json.loads((out / "realism.json").read_text())
+    assert report["real"]["images"] == 3 and report["synthetic"]["images"] == 1
+    assert report["options"]["size"] == 512
+    (lesion_report,) = report["lesions"]
+    assert lesion_report["beta_inside"] > lesion_report["beta_around"] + 0.5, lesion_report
+    assert "β inside mask" in (out / "realism.md").read_text()
+    assert (out / "realism-spectra.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["evaluate", "realism", str(real_dicoms[0]), "--synthetic", str(synthetic), "--masks", str(mask),
+                 str(mask), "--out", str(tmp_path / "x"), "--quiet"]) != 0
+    assert "2 masks for 1 synthetic images" in capsys.readouterr().err
