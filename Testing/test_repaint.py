@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from dicom_factory import synthetic_breast
-from tiny_bundles import ddpm_scheduler, make_tiny_mambo_set
+from oracles import KnownClean, constant
+from tiny_bundles import make_tiny_mambo_set
 from MammoSynthLogic import tiling
 from MammoSynthLogic.breast_mask import breast_mask
 from MammoSynthLogic.bundles import default_bundle_dir, load_mambo_set
@@ -42,24 +42,8 @@ def disc(shape: tuple[int, int], cy: int, cx: int, radius: float) -> np.ndarray:
 LEFT_MASK = disc((400, 300), 200, 70, 30)  # inside the left breast, several 32-px tiles
 
 
-class KnownX0(torch.nn.Module):
-    """Stub U-Net whose x̂0 is the constant c (ε = (x_t − √ᾱ_t·c) / √(1 − ᾱ_t)); records what it is given."""
-
-    def __init__(self, c: float):
-        super().__init__()
-        self.anchor = torch.nn.Parameter(torch.zeros(1))
-        self.c = c
-        self.acp = ddpm_scheduler().alphas_cumprod
-        self.calls: list[tuple[torch.Tensor, int]] = []
-
-    def forward(self, inp: torch.Tensor, t) -> SimpleNamespace:
-        self.calls.append((inp.clone(), int(t)))
-        a = self.acp[int(t)]
-        return SimpleNamespace(sample=(inp[:, :1] - a.sqrt() * self.c) / (1 - a).sqrt())
-
-
 def with_stub(bundles, c: float = 0.6):
-    stub = KnownX0(c)
+    stub = KnownClean(constant(c))  # x̂0 = c everywhere
     return (*bundles[:2], dataclasses.replace(bundles[2], unet=stub)), stub
 
 
