@@ -5,6 +5,7 @@ import csv
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -13,7 +14,8 @@ import pytest
 from dicom_factory import dciodvfy_errors
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.dicom_io import write_synthetic_dicom
-from MammoSynthLogic.reader_study.prepare import prepare_study
+from MammoSynthLogic.reader_study.prepare import Canvas, common_canvas, prepare_study
+from MammoSynthLogic.reader_study.telltales import features, telltales
 from MammoSynthLogic.reader_study.responses import Answer, ReaderResponses
 from MammoSynthLogic.reader_study.scoring import auc, binary_metrics, load_key, roc_curve, score_study
 
@@ -149,8 +151,42 @@ def test_prepare_errors_are_one_line(tmp_path, real_dicoms, capsys):
     (tmp_path / "busy" / "reader").mkdir(parents=True)
     (tmp_path / "busy" / "reader" / "x.txt").write_text("x")
     code = main(["reader-study", "prepare", "--real", str(real_dicoms[0]), "--synthetic", str(syn[0]),
-                 "--out", str(tmp_path / "busy"), "--quiet"])
+                 "--out", str(tmp_path / "busy"), "--rows", "512", "--quiet"])
     assert code == 2 and "not empty" in capsys.readouterr().err
+
+
+def test_default_size_is_fixed_and_a_large_enlargement_is_refused(tmp_path, real_dicoms, capsys):
+    sizes = {Path("film.dcm"): (4000, 3000, 16), Path("syn.dcm"): (1500, 1000, 12)}
+    assert common_canvas(sizes) == Canvas(rows=2048, columns=1536, bits=12)
+    assert common_canvas(sizes, rows=1024).rows == 1024
+    small = make_synthetic(tmp_path / "syn", n=1)[0]  # 640 rows: 3.2x to 2048
+    code = main(["reader-study", "prepare", "--real", str(real_dicoms[0]), "--synthetic", str(small),
+                 "--out", str(tmp_path / "s"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith(f"error: {small}: is 640x400") and "--allow-upscale" in err
+    assert "\n" not in err and not (tmp_path / "s").exists()
+    assert common_canvas({small: (640, 400, 16)}, allow_upscale=True).rows == 2048
+
+
+def test_trivial_classifier_sees_labels_that_cleaning_removes(tmp_path, real_dicoms, study):
+    told = json.loads((study / "_key" / "manifest.json").read_text())["telltales"]
+    assert (told["n_real"], told["n_synthetic"]) == (8, 3)
+    assert told["auc"]["mean_outside_breast"] == 0.5 and told["auc"]["std_outside_breast"] == 0.5  # all black
+    syn = make_synthetic(tmp_path / "syn", n=3)
+    kept = prepare_study(real_dicoms[:3], syn, tmp_path / "kept", rows=256, seed=1, zero_background=False)
+    assert kept.telltales["auc"]["mean_outside_breast"] == 1.0 and not kept.telltales["blinded"]  # film labels
+
+
+def test_telltales_of_known_features():
+    rng = np.random.default_rng(0)
+    flat = np.zeros((256, 192), np.uint16)
+    flat[40:216, :120] = 2000
+    noisy = [(flat + rng.integers(0, 400, flat.shape) * (flat > 0)).astype(np.uint16) for _ in range(3)]
+    rows = [features(image, 12) for image in [flat, flat, flat, *noisy]]
+    told = telltales(rows, [False] * 3 + [True] * 3)
+    assert told["auc"]["noise_floor"] == 1.0 and told["most_telling"] == "noise_floor" and not told["blinded"]
+    assert told["auc"]["filled_height"] == told["auc"]["mean_outside_breast"] == 0.5
+    assert (rows[0]["filled_height"], rows[0]["filled_width"]) == (round(176 / 256, 3), round(120 / 192, 3))
 
 
 # ---------------------------------------------------------------- scoring

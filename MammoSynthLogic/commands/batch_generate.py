@@ -74,6 +74,12 @@ def run(args: argparse.Namespace, reporter) -> int:
     return 0
 
 
+def dicom_options(args: argparse.Namespace, size: int, seed: int) -> dict:
+    """How one image is written: its own synthetic patient and study unless --patient-id / --study-uid pin them."""
+    return {"laterality": "L", "breast_side": "left", "series_description": f"SYNTHETIC MAMBO {size}px seed {seed}",
+            "study": new_study(args)}
+
+
 def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Path, int] | None]:
     """This rank's shard, the barrier, and on rank 0 the manifest of the whole folder."""
     import torch
@@ -99,10 +105,6 @@ def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Pat
                                                         "seed_start": args.seed_start, "n": args.n})
         return result.image, provenance
 
-    def dicom_options(seed: int) -> dict:
-        return {"laterality": "L", "breast_side": "left", "series_description": f"SYNTHETIC MAMBO {size}px seed {seed}",
-                "study": new_study(args)}
-
-    done = batch.generate_shard(seeds, out, args.format, make, reporter, dicom_options)
+    done = batch.generate_shard(seeds, out, args.format, make, reporter, lambda seed: dicom_options(args, size, seed))
     batch.barrier(rank)
     return done, (batch.write_manifest(out) if rank.rank == 0 else None)

@@ -1,10 +1,13 @@
 """`reader-study prepare`: pick real and synthetic mammograms, blind them, shuffle them, and keep the key apart.
 
-Every picked image is read with `read_mammogram` (tissue bright, [0, 1]) and put on one common canvas: scaled
-(never enlarged beyond the smallest image's height by default) to fit, chest wall flush with its side, padded with
-black, background outside the breast zeroed (this also removes burned-in film labels), quantised to one common bit
-depth, and written by the one neutral writer (`blinded.write_blinded_dicom`) as `case-0001.dcm` … in a random
-order. The answer key (CSV) and a manifest (seed, sources, hashes) go to `_key/` beside `reader/`, or to `key_out`.
+Every picked image, real or synthetic, is read with `read_mammogram` (tissue bright, [0, 1]) and cleaned and sized
+the same way: scaled to a fixed height (2,048 rows by default, aspect kept; never enlarged more than 2x unless
+allowed), chest wall flush with its side, padded with black, background outside the breast zeroed by the one
+`deidentify.outside_breast` rule (this removes burned-in film labels and markers, which synthetic images never
+have), quantised to one common bit depth, and written by the one neutral writer (`blinded.write_blinded_dicom`) as
+`case-0001.dcm` … in a random order. The answer key (CSV) and a manifest (seed, sources, hashes, and how well a
+trivial classifier tells real from synthetic in the export: `telltales`) go to `_key/` beside `reader/`, or to
+`key_out`.
 """
 from __future__ import annotations
 
@@ -29,11 +32,14 @@ from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.fileio import write_text_atomic
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.reader_study.blinded import write_blinded_dicom
+from MammoSynthLogic.reader_study.telltales import features, telltales
 
 READER_DIR = "reader"
 KEY_DIR = "_key"
 KEY_FILE = "key.csv"
 MANIFEST_FILE = "manifest.json"
+DEFAULT_ROWS = 2048  # a reading-room size: the films keep detail, a 512-pixel synthetic image is enlarged at most 4x
+MAX_UPSCALE = 2.0  # beyond this an enlarged image looks soft next to the others: refused unless allowed
 KEY_COLUMNS = ("case", "file", "truth", "source", "source_sha256", "reader_sha256", "source_rows", "source_columns",
                "scale")
 READER_README = """This folder is a reader study made by mammosynth.
@@ -60,6 +66,7 @@ class StudyPaths:
     reader: Path
     key: Path
     manifest: Path
+    telltales: dict  # `telltales.telltales` of the exported set
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -91,28 +98,40 @@ def pick(paths: Sequence[Path], n: Optional[int], rng: np.random.Generator, what
     return [paths[i] for i in sorted(chosen)]
 
 
-def common_canvas(sizes: Sequence[tuple[int, int, int]], rows: Optional[int] = None, columns: Optional[int] = None,
-                  bits: Optional[int] = None) -> Canvas:
-    """Height of the smallest image (nothing is enlarged), width of the widest after scaling, the lowest bit depth."""
-    rows = rows or min(r for r, _, _ in sizes)
-    columns = columns or max(round(c * rows / r) for r, c, _ in sizes)
-    bits = bits or min(b for _, _, b in sizes)
+def common_canvas(sizes: dict[Path, tuple[int, int, int]], rows: Optional[int] = None, columns: Optional[int] = None,
+                  bits: Optional[int] = None, allow_upscale: bool = False) -> Canvas:
+    """`rows` (default 2,048) high, as wide as the widest image scaled to that height, the lowest bit depth; refuses
+    a mix in which an image would be enlarged more than `MAX_UPSCALE` times unless `allow_upscale`."""
+    rows = rows or DEFAULT_ROWS
+    columns = columns or max(round(c * rows / r) for r, c, _ in sizes.values())
+    bits = bits or min(b for _, _, b in sizes.values())
+    if not allow_upscale:
+        for path, (r, c, _) in sizes.items():
+            scale = min(rows / r, columns / c)
+            if scale > MAX_UPSCALE:
+                raise MammoSynthError(path, f"is {r}x{c}: fitting it to {rows}x{columns} enlarges it {scale:.1f}x "
+                                            f"(more than {MAX_UPSCALE:g}x makes it stand out); lower --rows to at most "
+                                            f"{int(r * MAX_UPSCALE)}, leave it out, or pass --allow-upscale")
     return Canvas(rows=int(rows), columns=int(columns), bits=int(min(16, max(8, bits))))
 
 
 def fit_to_canvas(pixels: np.ndarray, canvas: Canvas, zero_background: bool) -> tuple[np.ndarray, float]:
-    """Scale into the canvas keeping the aspect, chest wall flush with its side, zero outside the breast; uint16."""
+    """Scale into the canvas keeping the aspect, chest wall flush with its side; with `zero_background`, black
+    outside the breast and the background level taken off inside (film base); uint16."""
     from skimage.transform import resize
 
-    from MammoSynthLogic.breast_mask import breast_region, breast_side
+    from MammoSynthLogic.breast_mask import breast_side
+    from MammoSynthLogic.deidentify import outside_breast
 
     scale = min(canvas.rows / pixels.shape[0], canvas.columns / pixels.shape[1])
     shape = (max(1, round(pixels.shape[0] * scale)), max(1, round(pixels.shape[1] * scale)))
     if shape != pixels.shape:
         pixels = resize(pixels, shape, order=1, anti_aliasing=scale < 1, preserve_range=True).astype(np.float32)
-    region = breast_region(pixels)
-    if zero_background:
-        pixels = np.where(region, pixels, 0.0)
+    outside = outside_breast(pixels)
+    region = ~outside
+    if zero_background:  # film base is grey, a synthetic background black: both become black, skin margin too
+        base = float(np.median(pixels[outside])) if outside.any() else 0.0
+        pixels = np.where(region, np.clip((pixels - base) / max(1.0 - base, 1e-6), 0.0, 1.0), 0.0)
     out = np.zeros((canvas.rows, canvas.columns), np.float32)
     top = (canvas.rows - shape[0]) // 2
     left = 0 if breast_side(pixels, region) == "left" else canvas.columns - shape[1]
@@ -134,7 +153,7 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
                   n_real: Optional[int] = None, n_synthetic: Optional[int] = None, seed: Optional[int] = None,
                   rows: Optional[int] = None, columns: Optional[int] = None, bits: Optional[int] = None,
                   zero_background: bool = True, key_out: Optional[str | os.PathLike] = None,
-                  reporter: Optional[Reporter] = None) -> StudyPaths:
+                  allow_upscale: bool = False, reporter: Optional[Reporter] = None) -> StudyPaths:
     """Write `out/reader/case-*.dcm` (blinded, shuffled) and the key + manifest (in `out/_key/` or `key_out`)."""
     from MammoSynthLogic.dicom_io import find_dicoms, read_mammogram
 
@@ -157,7 +176,7 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
         raise MammoSynthError(out, "no images picked; --n-real and --n-synthetic are both 0")
     order = rng.permutation(len(items))
     sizes = {path: _header(path) for _, path in items}
-    canvas = common_canvas(list(sizes.values()), rows, columns, bits)
+    canvas = common_canvas(sizes, rows, columns, bits, allow_upscale)
 
     out = Path(out)
     reader_dir = out / READER_DIR
@@ -167,13 +186,14 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
     staging = out / f".{READER_DIR}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    rows_out = []
+    rows_out, looks = [], []
     try:
         for done, item_index in enumerate(order):
             label, path = items[item_index]
             reporter.update("reader-study", done, len(items))
             image = read_mammogram(path)
             pixels, scale = fit_to_canvas(image.pixels, canvas, zero_background)
+            looks.append(features(pixels, canvas.bits))
             name = case_name(done + 1, len(items))
             write_blinded_dicom(staging / name, pixels, bits=canvas.bits, case_number=done + 1, secret=secret,
                                 clean_pixels=zero_background)
@@ -209,8 +229,9 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
                             "new UIDs, empty dates" + ("; background outside the breast zeroed (Clean Pixel Data)"
                                                        if zero_background else ""),
         "files": {row["file"]: row["reader_sha256"] for row in rows_out},
+        "telltales": (told := telltales(looks, [row["truth"] == "synthetic" for row in rows_out])),
         "contains_synthetic_images": True,
     }
     manifest_path = key_dir / MANIFEST_FILE
     write_text_atomic(manifest_path, json.dumps(manifest, indent=2))
-    return StudyPaths(reader=reader_dir, key=key_path, manifest=manifest_path)
+    return StudyPaths(reader=reader_dir, key=key_path, manifest=manifest_path, telltales=told)
