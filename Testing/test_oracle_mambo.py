@@ -1,0 +1,198 @@
+"""MAMBO pipeline driven by exact denoisers: stand-in U-Nets whose correct output is known analytically.
+
+Point mass: the clean tile is the aligned context channel (the coarser stage under the tile) plus `offset`, so its
+exact noise prediction is ε = (x_t − √ᾱ·x0) / √(1−ᾱ) and every correct sampler, tiling and blend lands on that image:
+the mid canvas is the global image upsampled bilinearly, the full canvas the mid one upsampled. Gaussian: each pixel
+is N(x0, sd²) with the analytic posterior noise prediction, so the samples' spread and their dependence on the
+per-step noise (DDIM eta) are known too.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from MammoSynthLogic.bundles import Bundle
+from MammoSynthLogic.pipelines import mambo
+from MammoSynthLogic.pipelines.mambo import MamboPipeline, MamboSettings
+from tiny_bundles import ddpm_scheduler
+
+torch.set_num_threads(1)
+S, K = 16, 3
+MID, FULL = S * K, S * K * K
+CONFIG = dict(ddpm_scheduler().config)
+ACP = ddpm_scheduler().alphas_cumprod
+# DPM-Solver++ / DDIM on an exact point-mass denoiser end on x0 up to float32 rounding of the update coefficients;
+# 2e-3 in [0, 1] is far below what a wrong blend, shift or mirror gives (> 0.05 at the affected pixels)
+ATOL = 2e-3
+
+
+class Oracle(torch.nn.Module):
+    """Exact noise prediction for clean data x0 = target(context) (+ N(0, sd²) per pixel when sd > 0)."""
+
+    def __init__(self, target, sd: float = 0.0):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.target, self.sd, self.seen = target, sd, []
+
+    def forward(self, x: torch.Tensor, t) -> types.SimpleNamespace:
+        self.seen.append((int(t), x.shape[0]))
+        a, x0 = ACP[int(t)], self.target(x)
+        if self.sd == 0:
+            eps = (x[:, :1] - a.sqrt() * x0) / (1 - a).sqrt()
+        else:
+            eps = (1 - a).sqrt() * (x[:, :1] - a.sqrt() * x0) / (a * self.sd ** 2 + 1 - a)
+        return types.SimpleNamespace(sample=eps)
+
+
+def aligned_plus(offset: float = 0.0):
+    """Target: the aligned context channel (index 3) plus `offset`."""
+    return lambda x: x[:, 3:4] + offset
+
+
+def pipeline(global_target: np.ndarray | None = None, offset: float = 0.0, sd: float = 0.0) -> MamboPipeline:
+    """Three oracle bundles; the global one is a point mass on `global_target` (model space)."""
+    g = None if global_target is None else torch.from_numpy(global_target)[None, None]
+
+    def bundle(role: str, unet) -> Bundle:
+        manifest = {"role": role, "image_size": S, "k": K, "aligned_context": role != "mambo-global"}
+        return Bundle(manifest=manifest, path=Path(role), unet=unet, scheduler_config=CONFIG)
+
+    return MamboPipeline(bundle("mambo-global", Oracle(lambda x: g.expand(x.shape[0], -1, -1, -1))),
+                         bundle("mambo-local", Oracle(aligned_plus(offset), sd)),
+                         bundle("mambo-patch", Oracle(aligned_plus(offset), sd)))
+
+
+def up(image: np.ndarray, n: int) -> np.ndarray:
+    """Bilinear upsampling with pixel centres aligned (the analytic expectation, computed independently)."""
+    return F.interpolate(torch.from_numpy(image)[None, None], size=(n, n), mode="bilinear",
+                         align_corners=False)[0, 0].numpy()
+
+
+def asymmetric_global() -> np.ndarray:
+    """[0, 1] global image: a breast against the left edge, brighter at the top, a bright dot at the lower left."""
+    yy, xx = np.mgrid[:S, :S] / S
+    img = np.where((yy - 0.5) ** 2 + xx ** 2 < 0.42 ** 2, 0.75 - 0.4 * yy, 0.0)
+    img[11:13, 1:3] = 1.0
+    return img.astype(np.float32)
+
+
+def expected_chain(g01: np.ndarray, keep_background: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Mid and full images ([0, 1]) the point-mass oracle must give; with `keep_background` (strength < 1), pixels
+    where the upsampled coarser stage is background (< tolerance) or outside its dilated breast region are background
+    (the region is the breast-mask module's, tested there)."""
+    def stage(coarse01: np.ndarray, n: int) -> np.ndarray:
+        fine = up(coarse01, n)
+        keep = (fine >= mambo.BACKGROUND_TOLERANCE) & (mambo.background_mask(coarse01, (n, n)) > 0.5)
+        return np.where(keep, fine, 0.0) if keep_background else fine
+
+    mid = stage(g01, MID)
+    return mid, stage(mid, FULL)
+
+
+def quick(**kw) -> MamboSettings:
+    return MamboSettings.preset(kw.pop("preset", "fast"), **{"steps": 10, "global_steps": 10, **kw})
+
+
+@pytest.mark.parametrize("tiling", ["parallel", "wavefront", "sequential"])
+@pytest.mark.parametrize("sampler,strength", [("dpm++", 0.6), ("ddim", 1.0)])
+def test_every_tiling_lands_on_the_exact_image(tiling, sampler, strength):
+    """Upscale of an asymmetric image: mid = global upsampled, full = mid upsampled, the right way round."""
+    g01 = asymmetric_global()
+    pipe = pipeline()
+    result = pipe(FULL, 0, quick(tiling=tiling, sampler=sampler, strength=strength), global01=g01)
+    mid, full = expected_chain(g01, keep_background=strength < 1)
+    np.testing.assert_allclose(result.mid, mid, atol=ATOL)
+    np.testing.assert_allclose(result.image, full, atol=ATOL)
+    assert result.tiles["full"][0] < result.tiles["full"][1], "background tiles must have been skipped"
+
+
+def test_generate_samples_the_global_image_then_each_stage():
+    """From noise: the global point-mass oracle gives its image (SDE-DPM-Solver++), the stages upsample it."""
+    g01 = asymmetric_global()
+    result = pipeline(global_target=g01 * 2 - 1)(FULL, 3, quick())
+    np.testing.assert_allclose(result.global_image, g01, atol=ATOL)
+    mid, full = expected_chain(g01, keep_background=True)
+    np.testing.assert_allclose(result.image, full, atol=ATOL)
+
+
+def test_upscale_keeps_orientation_of_an_asymmetric_image():
+    """A real image's s×s version is the context: the result matches it, not its mirror or transpose."""
+    from MammoSynthLogic.preparation import resize
+
+    yy, xx = np.mgrid[:FULL, :FULL] / FULL
+    real = np.where((yy - 0.5) ** 2 + xx ** 2 < 0.45 ** 2, 0.8 - 0.5 * yy - 0.2 * xx, 0.0).astype(np.float32)
+    real[100:110, 5:15] = 1.0  # lower left marker
+    result = pipeline().upscale(real, 1, quick(tiling="wavefront"))
+    _, full = expected_chain(resize(real, (S, S)), keep_background=True)
+    np.testing.assert_allclose(result.image, full, atol=ATOL)
+    left, right = result.image[:, :FULL // 2].mean(), result.image[:, FULL // 2:].mean()
+    top, bottom = result.image[:FULL // 2].mean(), result.image[FULL // 2:].mean()
+    assert left > 3 * right and top > bottom
+    assert np.abs(result.image - real).mean() < np.abs(result.image - real[:, ::-1]).mean() / 3
+
+
+def active_cover(coarse01: np.ndarray, n: int) -> tuple[np.ndarray, int, int]:
+    """Pixels covered by tiles that touch the coarser stage's dilated breast region; active and all tile counts."""
+    region = mambo.background_mask(coarse01, (n, n))
+    grid = mambo.tiling.grid(n, n, S, S // 8)
+    covered = np.zeros((n, n), bool)
+    active = [t for t in grid if region[t.slices].any()]
+    for t in active:
+        covered[t.slices] = True
+    return covered, len(active), len(grid)
+
+
+@pytest.mark.parametrize("tiling", ["parallel", "sequential"])
+def test_background_tiles_are_skipped_and_stay_background(tiling):
+    """Target = context + 0.4: a denoised tile never stays background, so the background pixels show exactly which
+    tiles were skipped: those whose crop of the coarser stage's dilated breast region is empty."""
+    g01 = asymmetric_global()
+    pipe = pipeline(offset=0.4)
+    result = pipe(FULL, 0, quick(tiling=tiling, strength=1.0), global01=g01)
+    for stage, image, coarse01, n in (("mid", result.mid, g01, MID), ("full", result.image, result.mid, FULL)):
+        covered, active, total = active_cover(coarse01, n)
+        assert result.tiles[stage] == (active, total) and 0 < active < total
+        assert np.all(image[~covered] == 0.0), f"{stage}: skipped tiles must stay background"
+        assert image[covered].min() > 0.15, f"{stage}: every active tile is denoised"
+        np.testing.assert_allclose(image[covered], (np.clip(up(coarse01 * 2 - 1, n) + 0.4, -1, 1)[covered] + 1) / 2,
+                                   atol=ATOL)
+    assert sum(n for _, n in pipe.local.unet.seen) == result.tiles["mid"][0] * 10, "one forward per active tile"
+
+
+@pytest.mark.parametrize("sampler", ["dpm++", "ddim"])
+def test_strength_enters_the_schedule_below_strength_T(sampler):
+    """strength 0.5 with a 10-step schedule: the tile models are asked only below t = 500, 5 times per stage."""
+    pipe = pipeline()
+    result = pipe(FULL, 0, quick(sampler=sampler, strength=0.5), global01=asymmetric_global())
+    for unet in (pipe.local.unet, pipe.patch.unet):
+        steps = sorted({t for t, _ in unet.seen}, reverse=True)
+        assert steps and max(steps) < 500 and len(steps) == 5, steps
+    whole = pipeline()
+    whole(FULL, 0, quick(sampler=sampler, strength=1.0), global01=asymmetric_global())
+    assert max(t for t, _ in whole.local.unet.seen) > 900, "strength 1 starts from pure noise"
+
+
+@pytest.mark.parametrize("tiling", ["parallel", "sequential"])
+def test_ddim_eta_draws_fresh_noise_each_step(tiling):
+    """Gaussian data N(context, sd²): with eta = 0 (an ODE) the residuals are a fixed function of the initial noise,
+    with eta = 1 they come from the per-step noise and are nearly independent of it (correlation of order √ᾱ_T), so
+    eta = 1 and eta = 0 runs with one seed must be almost uncorrelated (eta ignored: identical, correlation 1). Both
+    keep a spread near sd (25 steps of x̂0 = posterior mean shrink it somewhat, measured 0.63-0.7·sd)."""
+    sd = 0.15
+    yy, xx = np.mgrid[:S, :S] / S
+    g01 = (0.35 + 0.3 * xx * (1 - yy)).astype(np.float32)  # all tissue: every tile active, no clipping at ±1
+
+    def residual(eta: float) -> np.ndarray:
+        result = pipeline(sd=sd)(FULL, 4, quick(sampler="ddim", eta=eta, steps=25, strength=1.0, tiling=tiling),
+                                 global01=g01)
+        return (result.mid - up(g01, MID)) * 2  # model space
+
+    r1, r0 = residual(1.0), residual(0.0)
+    assert 0.5 * sd < r0.std() < 1.1 * sd and 0.5 * sd < r1.std() < 1.1 * sd
+    assert abs(np.corrcoef(r1.ravel(), r0.ravel())[0, 1]) < 0.3
