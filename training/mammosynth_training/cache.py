@@ -1,51 +1,91 @@
-"""The prepared-image cache on disk: 16-bit PNG images, 8-bit PNG masks, metadata.json + metadata.csv."""
+"""The prepared-image cache on disk: images as uint16 `.npy` arrays read through memory maps, 8-bit PNG breast
+masks, lesion masks, metadata.json + metadata.csv, and arrays derived from the images for one training set-up.
+
+Why `.npy` memory maps: training cuts small crops (s or k·s pixels) out of images of ~3,000 × 5,000 pixels, at
+random places of random images. A memory map reads only the pages a crop touches, so nothing but a small index is
+kept per image and every data-loader worker and every rank on a machine shares the operating system's page cache;
+`np.load(mmap_mode="r")` needs no extra library. Streaming shards (WebDataset, Arrow) read whole records in order,
+which suits whole-image training but would read a whole mammogram to cut one patch.
+"""
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
 
 METADATA = "metadata.json"
-CSV_FIELDS = ("id", "source", "view", "laterality", "vendor", "density", "healthy", "patient_id", "size")
+CSV_FIELDS = ("id", "source", "view", "laterality", "vendor", "density", "healthy", "pathology", "abnormality",
+              "split", "patient_id", "size")
+UNIT = 65535.0  # uint16 full scale = 1.0
 
 
-@dataclass
-class CachedImage:
-    """One prepared image: pixels float32 [0,1], square, breast on the left; its mask; its metadata."""
-
-    pixels: np.ndarray
-    mask: np.ndarray
-    meta: dict[str, Any]
-
-
-def write_png16(path: Path, pixels01: np.ndarray) -> None:
-    """Save float [0,1] pixels as a 16-bit grayscale PNG."""
-    Image.fromarray(np.round(np.clip(pixels01, 0, 1) * 65535).astype(np.uint16)).save(path)
+def save_array(path: Path, array: np.ndarray) -> None:
+    """Write an .npy file atomically (several ranks may derive the same array at once: last rename wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
 
 
-def read_png16(path: Path) -> np.ndarray:
-    """Read a 16-bit (or 8-bit) grayscale PNG as float32 [0,1]."""
-    arr = np.asarray(Image.open(path))
-    return arr.astype(np.float32) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+def to_uint16(pixels01: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint16 (rounded)."""
+    return np.round(np.clip(pixels01, 0, 1) * UNIT).astype(np.uint16)
 
 
-def write_entry(root: Path, entry_id: str, pixels01: np.ndarray, mask: np.ndarray) -> dict[str, str]:
-    """Write one image and its mask under root; return their relative paths."""
-    (root / "images").mkdir(parents=True, exist_ok=True)
+def open_array(path: Path) -> np.ndarray:
+    """A read-only memory map of an .npy file."""
+    if path.suffix != ".npy":
+        raise ValueError(f"{path}: cache written by an older version (PNG images); run `mammosynth-train "
+                         f"prepare-data` again")
+    return np.load(path, mmap_mode="r")
+
+
+class Unit:
+    """Float32 [0, 1] view of a uint16 array: slicing reads (through the memory map) only the slice."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self.shape = array, array.shape
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.asarray(self.array[key], dtype=np.float32) / np.float32(UNIT)
+
+
+def breast_box(pixels: np.ndarray) -> list[int]:
+    """[y0, x0, y1, x1] bounding the non-zero pixels (the whole image when there are none)."""
+    rows, cols = np.flatnonzero(pixels.any(axis=1)), np.flatnonzero(pixels.any(axis=0))
+    if rows.size == 0:
+        return [0, 0, int(pixels.shape[0]), int(pixels.shape[1])]
+    return [int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1]
+
+
+def write_entry(root: Path, entry_id: str, pixels01: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """Write one prepared image (uint16 .npy) and its breast mask (PNG) under root; return their metadata."""
+    image_rel, mask_rel = f"images/{entry_id}.npy", f"masks/{entry_id}.png"
+    stored = to_uint16(pixels01)
+    save_array(root / image_rel, stored)
     (root / "masks").mkdir(parents=True, exist_ok=True)
-    image_rel, mask_rel = f"images/{entry_id}.png", f"masks/{entry_id}.png"
-    write_png16(root / image_rel, pixels01)
     Image.fromarray(mask.astype(np.uint8) * 255).save(root / mask_rel)
-    return {"image": image_rel, "mask": mask_rel}
+    return {"image": image_rel, "mask": mask_rel, "breast_box": breast_box(stored)}
+
+
+def write_lesion_mask(root: Path, entry_id: str, mask: np.ndarray) -> str:
+    """Save a lesion mask in the source frame as an 8-bit PNG under root/lesions; return its relative path."""
+    (root / "lesions").mkdir(parents=True, exist_ok=True)
+    rel = f"lesions/{entry_id}.png"
+    Image.fromarray(mask.astype(np.uint8) * 255).save(root / rel)
+    return rel
 
 
 def write_metadata(root: Path, entries: list[dict[str, Any]], description: str) -> None:
     """Write metadata.json (everything) and metadata.csv (one row per image, main fields)."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / METADATA).write_text(json.dumps({"description": description, "images": entries}, indent=1))
     with open(root / "metadata.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -71,11 +111,18 @@ def select(entries: list[dict[str, Any]], views=(), vendors=(), healthy_only=Fal
             and (not healthy_only or e.get("healthy") is True)]
 
 
-def load_images(root: str | Path, views=(), vendors=(), healthy_only=False) -> list[CachedImage]:
-    """Load the selected cached images into memory."""
-    root = Path(root)
-    entries = select(read_metadata(root)["images"], views, vendors, healthy_only)
+def selected_entries(root: str | Path, views=(), healthy_only=False) -> list[dict[str, Any]]:
+    """The cache's entries that match the filters; ValueError when none does."""
+    entries = select(read_metadata(root)["images"], views, (), healthy_only)
     if not entries:
-        raise ValueError(f"{root}: no cached image matches the filters (views={views}, healthy_only={healthy_only})")
-    return [CachedImage(read_png16(root / e["image"]), np.asarray(Image.open(root / e["mask"])) > 0, e)
-            for e in entries]
+        raise ValueError(f"{root}: no cached image matches the filters (views={tuple(views)}, "
+                         f"healthy_only={healthy_only})")
+    return entries
+
+
+def derived(root: Path, name: str, entry: dict[str, Any], compute: Callable[[], np.ndarray]) -> Path:
+    """Path of an array derived from a cached image (root/derived/<name>/<id>.npy), computed once if missing."""
+    path = root / "derived" / name / f"{entry['id']}.npy"
+    if not path.is_file():
+        save_array(path, compute())
+    return path

@@ -4,12 +4,13 @@ Channel layouts, all s×s, values in [-1, 1]; F is the prepared image at full re
 - mambo-global: [G]
 - mambo-local:  [k·s crop of F centred on c, resized to s;  G shifted so that c is at its centre;  G]
 - mambo-patch:  [s×s crop of F centred on c;  k·s crop of F centred on c, resized to s;  G]
-c is a random breast pixel. Outside the image, crops and shifts are filled with the image minimum (0 = background).
+c is a random breast pixel (a non-zero pixel of the prepared image, whose background is zero). Outside the image, crops and shifts are filled with the image minimum (0 = background).
 The shift is the engine's (`MammoSynthLogic.pipelines.mambo.shifted_global`), so training and sampling agree.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -17,7 +18,7 @@ import torch
 from MammoSynthLogic.pipelines.mambo import aligned_context, shifted_global
 from MammoSynthLogic.preparation import resize
 
-from .cache import CachedImage
+from .cache import Unit, derived, open_array, selected_entries, to_uint16
 
 
 def resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -67,52 +68,90 @@ def jitter_intensity(channels: np.ndarray, rng: np.random.Generator, amount: flo
     return np.clip(gain * np.power(np.clip(channels, 0, 1), gamma), 0, 1).astype(np.float32)
 
 
-@dataclass
-class _Prepared:
-    full: np.ndarray
-    global_image: np.ndarray
-    mid: np.ndarray | None  # full resized by 1/k, for the aligned context channel
-    breast: np.ndarray  # flat indices of breast pixels in `full`
+@dataclass(frozen=True)
+class _Item:
+    """Where one image's arrays are (read per sample through memory maps) and the box its crop centres come from."""
+
+    full: Path  # uint16 prepared image at the working resolution (native, or data.full_size)
+    global_image: Path  # float32 s×s: the prepared image resized to s
+    mid: Path | None  # float32, the working image resized by 1/k (aligned context only)
+    box: tuple[int, int, int, int]  # non-zero pixels' bounding box at the working resolution
     view: str
 
 
-class MamboDataset(torch.utils.data.Dataset):
-    """Sample `i` is a deterministic function of (seed, i): resuming or sharding needs no hidden state."""
+def _working_box(entry: dict, native: int, side: int) -> tuple[int, int, int, int]:
+    """The entry's breast box (native pixels) at a working side (outward rounding)."""
+    y0, x0, y1, x1 = entry.get("breast_box") or (0, 0, native, native)
+    scale = side / native
+    return (int(y0 * scale), int(x0 * scale), min(side, int(np.ceil(y1 * scale))), min(side, int(np.ceil(x1 * scale))))
 
-    def __init__(self, images: list[CachedImage], role: str, image_size: int, k: int, *,
-                 full_size: int | None = None, seed: int = 0, intensity_jitter: float = 0.0,
-                 vflip_cc: float = 0.0, aligned_context: bool = False):
+
+class MamboDataset(torch.utils.data.Dataset):
+    """MAMBO samples from a prepared cache. Sample `i` is a deterministic function of (seed, i): resuming or
+    sharding needs no hidden state. Images are taken in a fresh random order each epoch (len(images) samples), so
+    the interleaved indices of `StepSampler` give each rank its own part of every epoch. Only a small index is kept
+    per image; crops are read through memory maps, so memory does not grow with the data set."""
+
+    def __init__(self, cache: str | Path, role: str, image_size: int, k: int, *, views=(), healthy_only=False,
+                 full_size: int | None = None, seed: int = 0, intensity_jitter: float = 0.0, vflip_cc: float = 0.0,
+                 aligned_context: bool = False):
         self.role, self.s, self.k, self.seed, self.aligned = role, image_size, k, seed, aligned_context
         self.intensity_jitter, self.vflip_cc = intensity_jitter, vflip_cc
-        self.items = [self._prepare(im, full_size) for im in images]
+        root = Path(cache)
+        self.items = [self._index(root, entry, full_size) for entry in selected_entries(root, views, healthy_only)]
+        self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
 
-    def _prepare(self, image: CachedImage, full_size: int | None) -> _Prepared:
-        full, mask = image.pixels.astype(np.float32), image.mask
-        if full_size is not None and full.shape != (full_size, full_size):
-            full = resize_square(full, full_size)
-            mask = resize(mask, (full_size, full_size))
-        breast = np.flatnonzero(mask)
-        if breast.size == 0:  # no mask: any non-background pixel
-            breast = np.flatnonzero(full > 0)
-        if breast.size == 0:
-            breast = np.arange(full.size)
-        view = str(image.meta.get("view") or "").upper()
-        mid = resize_square(full, max(self.s, round(full.shape[0] / self.k))) if self.aligned else None
-        return _Prepared(full, resize_square(full, self.s), mid, breast, view)
+    def _index(self, root: Path, entry: dict, full_size: int | None) -> _Item:
+        native_path = root / entry["image"]
+        native = open_array(native_path).shape[0]
+        side = full_size or native
+
+        def read_native() -> np.ndarray:
+            return Unit(open_array(native_path))[:]
+
+        full = native_path if side == native else derived(
+            root, f"full-{side}", entry, lambda: to_uint16(resize_square(read_native(), side)))
+        global_image = derived(root, f"global-{self.s}", entry, lambda: resize_square(read_native(), self.s))
+        mid = None
+        if self.aligned:
+            mid_side = max(self.s, round(side / self.k))
+            mid = derived(root, f"mid-{mid_side}", entry, lambda: resize_square(read_native(), mid_side))
+        return _Item(full, global_image, mid, _working_box(entry, native, side), str(entry.get("view") or "").upper())
+
+    def image_of(self, index: int) -> int:
+        """The image sample `index` is cut from: position index mod n of epoch index // n's permutation."""
+        epoch, position = divmod(index, len(self.items))
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch, len(self.items)]).permutation(len(self.items)))
+        return int(self._order[1][position])
+
+    @staticmethod
+    def centre(item: _Item, full: Unit, rng: np.random.Generator) -> tuple[int, int]:
+        """A uniformly random non-zero pixel (the prepared image is zero outside the breast) by rejection inside
+        the breast box: each try reads one pixel, nothing is kept per image."""
+        y0, x0, y1, x1 = item.box
+        for _ in range(1000):
+            cy, cx = int(rng.integers(y0, y1)), int(rng.integers(x0, x1))
+            if full.array[cy, cx] > 0:
+                return cy, cx
+        return (y0 + y1) // 2, (x0 + x1) // 2
 
     def __len__(self) -> int:
         return 2 ** 31 - 1
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         rng = np.random.default_rng([self.seed, index])
-        item = self.items[rng.integers(len(self.items))]
-        cy, cx = divmod(int(item.breast[rng.integers(item.breast.size)]), item.full.shape[1])
-        channels = jitter_intensity(mambo_channels(item.full, item.global_image, self.role, cy, cx, self.k,
-                                                   item.mid),
+        item = self.items[self.image_of(index)]
+        global_image = np.load(item.global_image)
+        full = Unit(open_array(item.full))
+        cy, cx = (0, 0) if self.role == "mambo-global" else self.centre(item, full, rng)
+        mid = None if item.mid is None else np.load(item.mid, mmap_mode="r")
+        channels = jitter_intensity(mambo_channels(full, global_image, self.role, cy, cx, self.k, mid),
                                     rng, self.intensity_jitter)
         if item.view == "CC" and rng.random() < self.vflip_cc:
             channels = channels[:, ::-1]
-        return {"pixel_values": torch.from_numpy(np.ascontiguousarray(channels) * 2 - 1), "index": index}
+        return {"pixel_values": torch.from_numpy(np.ascontiguousarray(channels) * 2 - 1), "index": index,
+                "centre": torch.tensor([cy, cx])}
 
 
 class StepSampler(torch.utils.data.Sampler):

@@ -88,7 +88,6 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
     from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
-    from .cache import load_images
     from .datasets import MamboDataset, StepSampler
     from .export import export_bundle
     from .models import build_noise_scheduler, build_unet, copy_weights, load_base_unet
@@ -111,10 +110,11 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
 
     d = config.data
     if dataset is None:  # a caller may pass its own (dual-view training does)
-        dataset = MamboDataset(load_images(d.cache, d.views, (), d.healthy_only), config.role, config.image_size,
-                               config.k, full_size=d.full_size, seed=config.seed,
-                               intensity_jitter=d.intensity_jitter, vflip_cc=d.vflip_cc,
-                               aligned_context=config.aligned_context)
+        with accelerator.main_process_first():  # the main process derives the arrays the others then open
+            dataset = MamboDataset(d.cache, config.role, config.image_size, config.k, views=d.views,
+                                   healthy_only=d.healthy_only, full_size=d.full_size, seed=config.seed,
+                                   intensity_jitter=d.intensity_jitter, vflip_cc=d.vflip_cc,
+                                   aligned_context=config.aligned_context)
     if model is None:
         model = build_unet(config)
         if config.init_from:

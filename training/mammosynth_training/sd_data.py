@@ -26,7 +26,7 @@ from MammoSynthLogic.preparation import PrepareTransform, resize
 from MammoSynthLogic.prompts import INPAINT_PROMPT, VIEWS, area_phrase, build_prompt
 from PIL import Image
 
-from .cache import read_metadata, read_png16, select
+from .cache import Unit, open_array, selected_entries
 from .config import TrainConfig
 from .datasets import jitter_intensity, resize_square
 
@@ -76,12 +76,9 @@ def load_items(config: TrainConfig) -> list[SDItem]:
     d, s = config.data, config.image_size
     crops = uses_crops(config)
     root = Path(d.cache)
-    entries = select(read_metadata(root)["images"], d.views, (), d.healthy_only)
-    if not entries:
-        raise ValueError(f"{root}: no cached image matches the filters (views={d.views})")
     items = []
-    for meta in entries:
-        full = read_png16(root / meta["image"])
+    for meta in selected_entries(root, d.views, d.healthy_only):
+        full = Unit(open_array(root / meta["image"]))[:]
         rows, cols = meta["transform"]["source_shape"] if meta.get("transform") else full.shape
         source = full[:rows, :cols]
         side = (d.full_size or full.shape[0]) if crops else s

@@ -4,7 +4,6 @@ from __future__ import annotations
 import torch
 from training_helpers import tiny_config
 
-from mammosynth_training.cache import load_images
 from mammosynth_training.datasets import MamboDataset
 from mammosynth_training.fit import diffusion_loss, noisy_input
 from mammosynth_training.models import build_noise_scheduler, build_unet
@@ -12,7 +11,7 @@ from mammosynth_training.models import build_noise_scheduler, build_unet
 
 def test_noise_goes_on_channel_0_only(tmp_path, disc_cache):
     config = tiny_config(tmp_path, disc_cache, role="mambo-patch")
-    ds = MamboDataset(load_images(disc_cache), config.role, 16, 2)
+    ds = MamboDataset(disc_cache, config.role, 16, 2)
     x0 = torch.stack([ds[i]["pixel_values"] for i in range(4)])
     alphas = build_noise_scheduler(config).alphas_cumprod
     noise = torch.randn_like(x0[:, :1])
@@ -28,7 +27,7 @@ def test_overfit_fixed_batch(tmp_path, disc_cache):
     torch.manual_seed(0)
     torch.set_num_threads(1)
     config = tiny_config(tmp_path, disc_cache, role="mambo-patch")
-    ds = MamboDataset(load_images(disc_cache), config.role, config.image_size, config.k)
+    ds = MamboDataset(disc_cache, config.role, config.image_size, config.k)
     x0 = torch.stack([ds[i]["pixel_values"] for i in range(4)])
     model = build_unet(config)
     alphas = build_noise_scheduler(config).alphas_cumprod
