@@ -61,6 +61,10 @@ def run(args: argparse.Namespace, reporter) -> int:
         raise MammoSynthError("--count", "give the number of images to generate (a positive number)")
     new_study(args)  # a bad --study-uid or --patient-id fails here, before any model is loaded
     check_send(args)
+    if args.size:
+        from MammoSynthLogic.memory import check_fits, mambo_bytes
+
+        check_fits(f"--size {args.size}", mambo_bytes(args.size))
     with batch.process_group(rank):  # joined first: a launch problem shows before any model is loaded
         done, manifest = _generate(args, rank, reporter)
     deliver(args, [batch.image_path(args.out, seed, args.format) for seed in done["generated"]], reporter)
@@ -86,6 +90,7 @@ def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Pat
 
     from MammoSynthLogic import batch
     from MammoSynthLogic.commands.generate import _pipeline, _provenance, _settings
+    from MammoSynthLogic.memory import check_mambo
 
     out: Path = args.out
     if torch.cuda.is_available() and args.device in ("auto", "cuda"):
@@ -93,6 +98,7 @@ def _generate(args: argparse.Namespace, rank, reporter) -> tuple[dict, tuple[Pat
     settings = _settings(args)
     pipe = _pipeline(args)
     size = args.size or pipe.default_size()
+    check_mambo(size, pipe, settings.chunk, pipe.device)
     out.mkdir(parents=True, exist_ok=True)
     batch.check_run(out, _run_config(args, pipe, settings, size))
     seeds = batch.shard(range(args.seed_start, args.seed_start + args.n), rank)

@@ -176,10 +176,12 @@ def _full_size(args, device: str, views: dict, size: int, seed: int, reporter) -
     if size == next(iter(views.values())).shape[0]:
         return views, None
     from MammoSynthLogic.bundles import load_mambo_set
+    from MammoSynthLogic.memory import check_mambo
     from MammoSynthLogic.pipelines.dualview import upscale_views
     from MammoSynthLogic.pipelines.mambo import MamboPipeline, MamboSettings
 
     mambo = MamboPipeline(*load_mambo_set(args.mambo_model, device=device), device=device)
+    check_mambo(size, mambo, None, device)
     upscaler = [b.describe() for b in (mambo.global_, mambo.local, mambo.patch)]
     return upscale_views(views, size, mambo, seed, MamboSettings.preset("fast"), reporter), upscaler
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from MammoSynthLogic.commands._output import check_send, finish, new_study, output_options
+from MammoSynthLogic.memory import check_fits, check_mambo, mambo_bytes, source_bytes
 
 ORDER = 20
 
@@ -93,9 +94,12 @@ def run_generate(args: argparse.Namespace, reporter) -> int:
     settings = _settings(args)
     study = new_study(args)
     check_send(args)
+    if args.size:
+        check_fits(f"--size {args.size}", mambo_bytes(args.size))
     pipe = _pipeline(args)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     size = args.size or pipe.default_size()
+    check_mambo(size, pipe, settings.chunk, pipe.device)
     start = time.time()
     result = pipe(size, seed, settings, reporter)
     provenance = _provenance("generate", pipe, seed, result, time.time() - start, size=size,
@@ -116,12 +120,15 @@ def run_upscale(args: argparse.Namespace, reporter) -> int:
     settings = _settings(args)
     study = new_study(args)
     check_send(args)
+    if args.size:
+        check_fits(f"--size {args.size}", mambo_bytes(args.size))
     image = clean_image(read_mammogram(args.source))
     prepared = prepare(image)
     pipe = _pipeline(args)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     start = time.time()
     size = args.size or pipe.default_size()
+    check_mambo(size, pipe, settings.chunk, pipe.device, extra=source_bytes(image.rows, image.columns))
     work = resize(prepared.pixels, (size, size))
     result = pipe.upscale(work, seed, settings, reporter)
     pixels = prepared.transform.to_source(result.image)

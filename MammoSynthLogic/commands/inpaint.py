@@ -128,11 +128,13 @@ def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.dicom_io import read_mammogram, stored_representation
     from MammoSynthLogic.masks import read_mask
+    from MammoSynthLogic.memory import PROCESS_BYTES, check_fits, source_bytes
     from MammoSynthLogic.pipelines.inpaint import blend_into, feather_weights
 
     _check(args)
     study = None if args.keep_identity else new_study(args)
     image = read_mammogram(args.source, keep_stored=True)
+    check_fits(str(args.source), PROCESS_BYTES + source_bytes(image.rows, image.columns))
     if args.out.suffix.lower() in (".dcm", ".dicom"):
         stored_representation(image)  # fail before the work when the source cannot be written back as DICOM
     mask = read_mask(args.mask, image, label=args.label, segment=args.segment)

@@ -65,6 +65,7 @@ def check_out(out: Path, *inputs: Path) -> None:
 def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.dicom_io import read_mammogram, write_image
+    from MammoSynthLogic.memory import check_fits, sd_bytes
     from MammoSynthLogic.pipelines.text2mammo import SDSettings, text2mammo
     from MammoSynthLogic.prompts import build_prompt, prompt_for_image
     from MammoSynthLogic.sd_bundles import load_sd_bundle
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     settings = SDSettings(prompt=prompt, negative_prompt=args.negative_prompt, guidance=args.guidance,
                           steps=args.steps or 24, sampler=args.sampler)
     bundle = load_sd_bundle(args.model, "mame-text", device=select_device(args.device))
+    check_fits(f"--size {args.size or bundle.image_size}", sd_bytes(bundle.pipeline, args.size or bundle.image_size))
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     start = time.time()
     pixels = text2mammo(bundle, settings, seed, size=args.size, laterality=laterality, reporter=reporter)
