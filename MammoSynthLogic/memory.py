@@ -13,8 +13,10 @@ from typing import Iterable, Optional
 from MammoSynthLogic.errors import MammoSynthError
 
 GB = 1e9
-PROCESS_BYTES = 700e6  # python + torch + diffusers + highdicom imported, embedded models loaded (measured ~650 MB)
-CANVAS_BYTES_PER_PIXEL = 96.0  # full-size arrays alive at the peak of a MAMBO run, bytes per output pixel (measured)
+# Fitted to peak RSS of `generate` with the embedded bundles on the CPU (bench_memory.py, shared 2-core machine):
+# 0.766 GB at 2048², 1.343 GB at 4096², i.e. 45.8 bytes per output pixel on top of 0.574 GB; rounded up.
+PROCESS_BYTES = 600e6  # python + torch + diffusers + highdicom imported
+CANVAS_BYTES_PER_PIXEL = 48.0  # full-size arrays alive at the peak of a MAMBO run, bytes per output pixel
 ACTIVATION_FACTOR = 12.0  # U-Net activations kept per input pixel per feature channel, summed over resolutions
 SOURCE_BYTES_PER_PIXEL = 40.0  # a real image read, cleaned and blended (stored, [0,1], weights, result, writer)
 
