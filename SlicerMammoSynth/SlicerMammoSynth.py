@@ -37,8 +37,7 @@ if str(ROOT_DIR) not in sys.path:
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
-import MammoSynthMRML  # noqa: E402
-import MammoSynthRunner  # noqa: E402
+from SlicerMammoSynthLib import dependencies, mrml, runner  # noqa: E402
 
 TASKS = ["Generate", "Upscale"]
 PRESETS = ["fast", "paper"]
@@ -52,15 +51,14 @@ DENSITIES = ["", "very low", "low", "high", "very high"]
 AREAS = ["", "small", "medium", "big"]
 INPAINT_METHODS = ["auto", "sd", "repaint"]
 RELABEL_DELAY_MS = 300
-TORCH_REQUIREMENT = ">=2.1"
-# The engine's requirements besides torch (pyproject.toml); SimpleITK ships with Slicer.
-ENGINE_REQUIREMENTS = [
-    "numpy>=1.24", "scipy>=1.10", "pydicom>=3.0", "pylibjpeg>=2.0", "pylibjpeg-rle>=2.0", "pylibjpeg-openjpeg>=2.0",
-    "highdicom>=0.23", "scikit-image>=0.22", "pynrrd>=1.0", "pillow>=10", "diffusers>=0.30", "transformers>=4.40",
-    "safetensors>=0.4",
-    "huggingface-hub>=0.20", "tqdm>=4.60", "pyyaml>=6", "torchmetrics>=1.4", "matplotlib>=3.7",
-]
 POLL_INTERVAL_MS = 200
+# Folder parameters and their path fields, kept in step by the widget: Slicer's connector for a Path parameter shows
+# an unset one as "." (str(Path())), and there is no connector between a str parameter and a ctkPathLineEdit.
+PATH_FIELDS = {
+    "modelPath": "modelPathLineEdit", "outputDirectory": "outputDirectoryLineEdit",
+    "anomalyModelPath": "anomalyModelPathLineEdit", "dualviewModelPath": "dualviewModelPathLineEdit",
+    "textModelPath": "textModelPathLineEdit", "inpaintModelPath": "inpaintModelPathLineEdit",
+}
 
 
 def resourcePath(relative: str) -> str:
@@ -123,20 +121,20 @@ class SlicerMammoSynthParameterNode:
 
     sourceVolume: vtkMRMLScalarVolumeNode
     task: Annotated[str, Choice(TASKS)] = "Generate"
-    modelPath: Path
+    modelPath: str = ""
     preset: Annotated[str, Choice(PRESETS)] = "fast"
     seed: Annotated[int, WithinRange(0, 2147483647)] = 0
     device: Annotated[str, Choice(DEVICES)] = "auto"
-    outputDirectory: Path
-    anomalyModelPath: Path
+    outputDirectory: str = ""
+    anomalyModelPath: str = ""
     anomalyLambda: Annotated[float, WithinRange(300.0, 900.0)] = 700.0  # noising steps of 1000 (slider of whole steps)
     anomalyThreshold: Annotated[float, WithinRange(0.05, 0.95)] = 0.3
     anomalyLevel: Annotated[str, Choice(LEVELS)] = "global"
     heatOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
-    dualviewModelPath: Path
+    dualviewModelPath: str = ""
     dualviewLaterality: Annotated[str, Choice(LATERALITIES)] = "L"
     dualviewSize: Annotated[int, WithinRange(0, 8192)] = 0
-    textModelPath: Path
+    textModelPath: str = ""
     textVendor: str = ""  # an editable combo box: kept in step by the widget (no GUI connector binds one)
     textView: Annotated[str, Choice(VIEWS)] = "CC"
     textLaterality: Annotated[str, Choice(LATERALITIES)] = "L"
@@ -146,7 +144,7 @@ class SlicerMammoSynthParameterNode:
     textNegativePrompt: str = ""
     textGuidance: Annotated[float, WithinRange(1.0, 15.0)] = 5.0
     textSteps: Annotated[int, WithinRange(1, 200)] = 24
-    inpaintModelPath: Path
+    inpaintModelPath: str = ""
     inpaintMethod: Annotated[str, Choice(INPAINT_METHODS)] = "auto"
     inpaintSegmentation: vtkMRMLSegmentationNode  # with inpaintSegmentID: the segment selector, kept in step
     inpaintSegmentID: str = ""
@@ -164,10 +162,10 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic: Optional[SlicerMammoSynthLogic] = None
         self._parameterNode: Optional[SlicerMammoSynthParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._job: Optional[MammoSynthRunner.EngineJob] = None
+        self._job: Optional[runner.EngineJob] = None
         self._jobButton = None
         self._jobLoader = None
-        self._anomaly: Optional[MammoSynthMRML.AnomalyNodes] = None
+        self._anomaly: Optional[mrml.AnomalyNodes] = None
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
         self._timer.timeout.connect(self.onPollJob)
@@ -182,6 +180,10 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
+        # sources are mammograms: no label maps (a subclass), no heat maps (scalar volumes without the attribute)
+        self.ui.sourceVolumeSelector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+        self.ui.sourceVolumeSelector.showChildNodeTypes = False
+        self.ui.sourceVolumeSelector.addAttribute("vtkMRMLScalarVolumeNode", "MammoSynth.Mammogram", "1")
         self.ui.sourceVolumeSelector.setMRMLScene(slicer.mrmlScene)
         self.ui.inpaintSegmentSelector.setMRMLScene(slicer.mrmlScene)
         for pathEdit in (self.ui.folderPathLineEdit, self.ui.modelPathLineEdit, self.ui.outputDirectoryLineEdit,
@@ -214,6 +216,9 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inpaintSegmentSelector.connect("currentSegmentChanged(QString)",
                                                lambda segmentID: self.setUnboundParameter("inpaintSegmentID",
                                                                                           segmentID or ""))
+        for name, field in PATH_FIELDS.items():
+            getattr(self.ui, field).connect("currentPathChanged(QString)",
+                                            lambda path, name=name: self.setUnboundParameter(name, path))
         self.ui.installDependenciesButton.connect("clicked(bool)", self.onInstallDependencies)
 
         self.initializeParameterNode()
@@ -227,12 +232,6 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def enter(self) -> None:
         self.initializeParameterNode()
         self.followSegmentEditor()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.cancelJob()
@@ -249,6 +248,13 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode: Optional[SlicerMammoSynthParameterNode]) -> None:
+        """Connect the GUI to a parameter node once: entering the module again with the same node keeps the
+        connection (Slicer before 5.10 returned no tag from connectGui, so a reconnection left the old connectors
+        behind, and they reset every combo box to its first choice)."""
+        if inputParameterNode is not None and self._parameterNode is not None \
+                and inputParameterNode.parameterNode == self._parameterNode.parameterNode:
+            self.updateGUIFromParameterNode()
+            return
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateGUIFromParameterNode)
@@ -270,6 +276,10 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         if self.ui.textVendorComboBox.currentText != p.textVendor:
             self.ui.textVendorComboBox.setEditText(p.textVendor)
+        for name, field in PATH_FIELDS.items():
+            pathEdit = getattr(self.ui, field)
+            if pathEdit.currentPath != getattr(p, name):
+                pathEdit.currentPath = getattr(p, name)
         selector = self.ui.inpaintSegmentSelector
         segmentation, segmentID = p.inpaintSegmentation, p.inpaintSegmentID  # the node change may reset the ID
         if selector.currentNode() != segmentation:
@@ -284,7 +294,7 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def followSegmentEditor(self) -> None:
         """Select the segment selected in the Segment Editor (where the lesion region was just painted)."""
-        segmentation, segmentID = MammoSynthMRML.segment_editor_selection(slicer.mrmlScene)
+        segmentation, segmentID = mrml.segment_editor_selection(slicer.mrmlScene)
         if self._parameterNode is not None and segmentation is not None and segmentID:
             self._parameterNode.inpaintSegmentation = segmentation
             self._parameterNode.inpaintSegmentID = segmentID
@@ -293,7 +303,7 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Every job button: the running job's reads Cancel (the others wait), else enabled when it can run."""
         task = self._parameterNode.task if self._parameterNode else "Generate"
         hasSource = bool(self._parameterNode and self._parameterNode.sourceVolume)
-        hasSegment = bool(self._parameterNode and MammoSynthMRML.has_segment(self._parameterNode.inpaintSegmentation,
+        hasSegment = bool(self._parameterNode and mrml.has_segment(self._parameterNode.inpaintSegmentation,
                                                                              self._parameterNode.inpaintSegmentID))
         buttons = [
             (self.ui.applyButton, task, hasSource or task != "Upscale", f"{task} in the background",
@@ -328,29 +338,50 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not folder:
             slicer.util.errorDisplay("Choose a folder of DICOM mammograms first.")
             return
-        if not self.ensureDependencies():
+        if not self.ensureDependencies(readingOnly=True):
             return
         with slicer.util.tryWithErrorDisplay("Loading the folder failed.", waitCursor=True):
-            views, errors = self.logic.loadFolder(folder)
-            self.showViews(views)
-            if errors:
-                slicer.util.warningDisplay(f"{len(errors)} file(s) were not loaded.",
-                                           detailedText="\n".join(str(e) for e in errors))
+            self.showLoaded(*self.logic.loadFolder(folder))
 
     def onLoadDatabase(self) -> None:
-        if not self.ensureDependencies():
+        if not self.ensureDependencies(readingOnly=True):
             return
         studies = self.logic.databaseStudies()
         if not studies:
             slicer.util.errorDisplay("The DICOM database is empty: import the study in the DICOM module first.")
             return
-        labels = [label for _, label in studies]
-        choice = qt.QInputDialog.getItem(slicer.util.mainWindow(), "Load DICOM study", "Study:", labels, 0, False)
-        if not choice:
+        index = self.chooseItem("Load DICOM study", "Study:", [label for _, label in studies])
+        if index is None:
             return
-        studyUID = studies[labels.index(choice)][0]
         with slicer.util.tryWithErrorDisplay("Loading the study failed.", waitCursor=True):
-            self.showViews(self.logic.loadDatabaseStudy(studyUID))
+            views, skipped, errors = self.logic.loadDatabaseStudy(studies[index][0])
+            self.showLoaded(views, errors, skipped)
+
+    @staticmethod
+    def chooseItem(title: str, label: str, items: list[str]) -> Optional[int]:
+        """The index the user picks in a list, or None on Cancel. An explicit dialog: PythonQt's static
+        QInputDialog.getItem returns only the text, and on Cancel the first item."""
+        dialog = qt.QInputDialog(slicer.util.mainWindow())
+        dialog.setWindowTitle(title)
+        dialog.setLabelText(label)
+        dialog.setComboBoxItems(items)
+        dialog.setComboBoxEditable(False)
+        if dialog.exec_() != qt.QDialog.Accepted:
+            return None
+        return items.index(dialog.textValue())
+
+    def showLoaded(self, views, errors, skipped=()) -> None:
+        """Views in the table; the status line says what was loaded and skipped, a warning lists unreadable files."""
+        self.showViews(views)
+        status = f"Loaded {len(views)} view(s)"
+        if skipped:
+            status += "; skipped (not MG For Presentation): " + ", ".join(skipped)
+        if errors:
+            status += f"; {len(errors)} file(s) could not be read"
+        self.ui.statusLabel.text = status
+        if errors:
+            slicer.util.warningDisplay(f"{len(errors)} file(s) were not loaded.",
+                                       detailedText="\n".join(str(e) for e in errors))
 
     def showViews(self, views) -> None:
         table = self.ui.viewsTable
@@ -504,7 +535,7 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = "Done: " + ", ".join(node.GetName() for node in nodes)
         slicer.util.setSliceViewerLayers(background=nodes[0], foreground=None, label=None, fit=True)
 
-    def showAnomaly(self, nodes: MammoSynthMRML.AnomalyNodes, source, threshold: float) -> None:
+    def showAnomaly(self, nodes: mrml.AnomalyNodes, source, threshold: float) -> None:
         """Source in the background, heat map as the colour foreground, findings as label map and outlines."""
         self._anomaly = nodes
         count = nodes.segmentation.GetSegmentation().GetNumberOfSegments()
@@ -538,14 +569,28 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---------------------------------------------------------------- dependencies
 
     def updateDependencyStatus(self) -> None:
-        missing = self.logic.missingRequirements()
-        self.ui.dependencyStatusLabel.text = "All dependencies installed" if not missing \
-            else "Missing: " + ", ".join(missing)
-        self.ui.installDependenciesButton.enabled = bool(missing)
+        unsupported = dependencies.unsupported_python()
+        missing = [] if unsupported else self.logic.missingRequirements()
+        if unsupported:
+            text = f"Needs 3D Slicer {dependencies.MINIMUM_SLICER} or newer"
+        elif self.logic.restartPending:
+            text = "Restart Slicer to finish the installation"
+        else:
+            text = "All dependencies installed" if not missing else "Missing: " + ", ".join(missing)
+        self.ui.dependencyStatusLabel.text = text
+        self.ui.installDependenciesButton.enabled = bool(missing) and not self.logic.restartPending
 
-    def ensureDependencies(self) -> bool:
-        """On first use: offer to install what is missing, with a confirmation dialog."""
-        missing = self.logic.missingRequirements()
+    def ensureDependencies(self, readingOnly: bool = False) -> bool:
+        """Before loading (reading needs no torch) or a job: refuse on a Slicer too old, ask for the restart an
+        installation needs, else offer to install what is missing (with a confirmation)."""
+        unsupported = dependencies.unsupported_python()
+        if unsupported:
+            slicer.util.errorDisplay(unsupported, windowTitle="MammoSynth")
+            return False
+        if self.logic.restartPending:
+            self.askToRestart()
+            return False
+        missing = self.logic.missingRequirements(readingOnly=readingOnly)
         if not missing:
             return True
         if not slicer.util.confirmOkCancelDisplay(
@@ -557,12 +602,26 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.onInstallDependencies()
 
     def onInstallDependencies(self) -> bool:
+        """Install what is missing; True when the module can go on without a restart."""
+        if dependencies.unsupported_python():
+            return self.ensureDependencies()
         with slicer.util.tryWithErrorDisplay("Installing dependencies failed.", waitCursor=True):
             self.ui.dependencyStatusLabel.text = "Installing..."
             slicer.app.processEvents()
             self.logic.installDependencies()
         self.updateDependencyStatus()
+        if self.logic.restartPending:
+            self.askToRestart()
+            return False
         return not self.logic.missingRequirements()
+
+    def askToRestart(self) -> None:
+        """Packages Slicer had already imported were replaced: nothing runs until Slicer restarts."""
+        if slicer.util.confirmYesNoDisplay(
+                "The installation replaced Python packages that Slicer had already loaded ("
+                + ", ".join(self.logic.restartPending) + "). MammoSynth runs no job until Slicer restarts with the "
+                "new versions. Restart Slicer now?", windowTitle="Restart Slicer"):
+            slicer.util.restart()
 
 
 #
@@ -597,6 +656,8 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         node = logic.loadResult(job, views[0].node)           # under the source's study
     """
 
+    restartPending: list[str] = []  # modules an installation replaced under the running Slicer (for every instance)
+
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
 
@@ -606,47 +667,39 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
     # ------------------------------------------------------------ dependencies
 
     @staticmethod
-    def missingRequirements() -> list[str]:
-        """Requirements (torch and the engine's) not installed or too old."""
-        from importlib import metadata
-
-        from packaging.requirements import Requirement  # shipped with Slicer's Python (pip depends on it)
-
-        missing = []
-        for text in [f"torch{TORCH_REQUIREMENT}"] + ENGINE_REQUIREMENTS:
-            requirement = Requirement(text)
-            try:
-                installed = metadata.version(requirement.name)
-            except metadata.PackageNotFoundError:
-                missing.append(text)
-                continue
-            if not requirement.specifier.contains(installed, prereleases=True):
-                missing.append(text)
-        return missing
+    def missingRequirements(readingOnly: bool = False) -> list[str]:
+        """Requirements not installed or too old: to read studies, or (default) to run jobs as well."""
+        wanted = dependencies.READ_REQUIREMENTS if readingOnly else \
+            [f"torch{dependencies.TORCH_REQUIREMENT}"] + dependencies.READ_REQUIREMENTS + dependencies.JOB_REQUIREMENTS
+        return dependencies.missing(wanted)
 
     def installDependencies(self) -> None:
-        """PyTorch through the PyTorch extension (CUDA build where a GPU exists), then the engine's requirements."""
-        if any(r.startswith("torch") for r in self.missingRequirements()):
+        """PyTorch through the PyTorch extension (CUDA build where a GPU exists), then the engine's requirements.
+        Modules Slicer had already imported from a replaced package go to `restartPending`."""
+        missing = self.missingRequirements()
+        replaced = dependencies.imported_modules_of(missing)
+        if any(dependencies.requirement_name(r) == "torch" for r in missing):
             try:
                 import PyTorchUtils
             except ModuleNotFoundError as e:
                 raise RuntimeError("MammoSynth needs the PyTorch extension: install 'PyTorch' from the Extensions "
                                    "Manager, restart Slicer and try again.") from e
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
+                askConfirmation=False, torchVersionRequirement=dependencies.TORCH_REQUIREMENT)
             if torch is None:
                 raise RuntimeError("PyTorch could not be installed; see the Python console for details.")
-        rest = [r for r in self.missingRequirements() if not r.startswith("torch")]
+        rest = [r for r in self.missingRequirements() if dependencies.requirement_name(r) != "torch"]
         if rest:
             slicer.util.pip_install(rest)
+        SlicerMammoSynthLogic.restartPending = sorted(set(SlicerMammoSynthLogic.restartPending) | set(replaced))
 
     # ------------------------------------------------------------ study loading
 
     def loadFolder(self, folder: str):
         """Every mammogram of a plain folder through the engine's DICOM reader: (views, errors)."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
-        return MammoSynthStudy.load_folder(slicer.mrmlScene, folder)
+        return study.load_folder(slicer.mrmlScene, folder)
 
     @staticmethod
     def databaseStudies() -> list[tuple[str, str]]:
@@ -656,47 +709,26 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
             return []
         studies = []
         for patient in db.patients():
-            for study in db.studiesForPatient(patient):
-                series = db.seriesForStudy(study)
+            for studyUID in db.studiesForPatient(patient):
+                series = db.seriesForStudy(studyUID)
                 files = db.filesForSeries(series[0]) if series else []
                 value = (lambda tag: db.fileValue(files[0], tag) if files else "")
-                studies.append((study, f"{value('0010,0010')} - {value('0008,0020')} - {value('0008,1030')}"))
+                studies.append((studyUID, f"{value('0010,0010')} - {value('0008,0020')} - {value('0008,1030')}"))
         return studies
 
     def loadDatabaseStudy(self, studyInstanceUID: str):
-        """A study of Slicer's DICOM database through Slicer's own loader (DICOMUtils); views labelled 'L CC'..."""
-        from DICOMLib import DICOMUtils
+        """The MG For Presentation images of a study of Slicer's DICOM database, read by the engine's reader (as a
+        folder is): (views, what was skipped, errors). A file that fails to read adds nothing."""
+        from SlicerMammoSynthLib import study
 
-        import MammoSynthStudy
-        from MammoSynthLogic import dicom_io
-
-        db = slicer.dicomDatabase
-        nodeIDs = DICOMUtils.loadSeriesByUID(list(db.seriesForStudy(studyInstanceUID)))
-        views = []
-        for nodeID in nodeIDs:
-            node = slicer.mrmlScene.GetNodeByID(nodeID)
-            if node is None or not node.IsA("vtkMRMLScalarVolumeNode"):
-                continue
-            uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
-            if not uids:
-                continue
-            path = Path(db.fileForInstance(uids[0]))
-            image = dicom_io.read_mammogram(path)
-            label = MammoSynthStudy.view_label(image.laterality, image.view)
-            node.SetName(slicer.mrmlScene.GenerateUniqueName(label))
-            node.SetAttribute(MammoSynthStudy.VIEW_ATTRIBUTE, image.view or "")
-            node.SetAttribute(MammoSynthStudy.LATERALITY_ATTRIBUTE, image.laterality or "")
-            node.SetAttribute(MammoSynthStudy.SOURCE_ATTRIBUTE, str(path))
-            views.append(MammoSynthStudy.LoadedView(label, node, path, image.laterality, image.view))
-        views.sort(key=lambda v: (v.laterality or "?", v.view or "?"))
-        return views
+        return study.load_database_study(slicer.mrmlScene, slicer.dicomDatabase, studyInstanceUID)
 
     @staticmethod
     def sourcePath(node) -> str:
         """The DICOM file behind a volume node (either loader), or an error that says how to get one."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
-        path = MammoSynthStudy.view_info(node)[2]
+        path = study.view_info(node)[2]
         if not path:
             uids = (node.GetAttribute("DICOM.instanceUIDs") or "").split()
             path = slicer.dicomDatabase.fileForInstance(uids[0]) if uids and slicer.dicomDatabase else ""
@@ -709,8 +741,9 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def engineArguments(task: str, out: str, source: Optional[str] = None, model: Optional[str] = None,
-                        preset: str = "fast", seed: int = 0, device: str = "auto", size: int = 0) -> list[str]:
-        """The engine command line of one task (without the interpreter)."""
+                        preset: str = "fast", seed: int = 0, device: str = "auto", size: int = 0,
+                        steps: int = 0) -> list[str]:
+        """The engine command line of one task (without the interpreter); `steps` 0 keeps the preset's."""
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
         args = [task.lower()]
@@ -722,12 +755,14 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
             args += ["--model", str(model)]
         if size:
             args += ["--size", str(int(size))]
+        if steps:
+            args += ["--steps", str(int(steps))]
         return args + ["--preset", preset, "--seed", str(int(seed)), "--device", device, "--out", str(out)]
 
     @staticmethod
     def anomalyArguments(source: str, out: str, model: Optional[str] = None, lam: float = 700,
                          threshold: float = 0.3, level: str = "global", seed: int = 0,
-                         device: str = "auto") -> list[str]:
+                         device: str = "auto", steps: int = 0) -> list[str]:
         """The engine's `anomaly` command line for one image (without the interpreter); `out` is a folder."""
         if not source:
             raise ValueError("the anomaly map needs a source image")
@@ -735,12 +770,14 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
                 "--threshold", f"{float(threshold):g}", "--level", level]
         if model:
             args += ["--model", str(model)]
+        if steps:
+            args += ["--steps", str(int(steps))]
         return args + ["--seed", str(int(seed)), "--device", device]
 
     @staticmethod
     def dualviewArguments(out: str, complete: Optional[str] = None, model: Optional[str] = None, seed: int = 0,
                           laterality: Optional[str] = None, size: int = 0, preset: str = "fast",
-                          device: str = "auto") -> list[str]:
+                          device: str = "auto", steps: int = 0) -> list[str]:
         """The engine's `dualview` command line (without the interpreter): a new pair, or with `complete` (a real
         CC or MLO file) its missing view; `out` is a folder."""
         args = ["dualview", "--out", str(out)]
@@ -752,6 +789,8 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
             args += ["--model", str(model)]
         if size:
             args += ["--size", str(int(size))]
+        if steps:
+            args += ["--steps", str(int(steps))]
         return args + ["--preset", preset, "--seed", str(int(seed)), "--device", device]
 
     @staticmethod
@@ -804,84 +843,85 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         return str(path) if path and str(path) not in ("", ".") else None
 
     @staticmethod
-    def _start(args: list[str], out: Path, *owned: Path) -> MammoSynthRunner.EngineJob:
+    def _start(args: list[str], out: Path, *owned: Path) -> runner.EngineJob:
         """Run the engine in the background; cancel removes `out` and what was made for the job (`owned`)."""
         logging.info("MammoSynth: %s", " ".join(args))
         env = slicer.util.startupEnvironment() if hasattr(slicer.util, "startupEnvironment") else None
-        return MammoSynthRunner.EngineJob(MammoSynthRunner.engine_command(args), outputs=[out], owned=owned,
+        return runner.EngineJob(runner.engine_command(args), outputs=[out], owned=owned,
                                           engine_path=ROOT_DIR, env=env).start()
 
     def startTask(self, task: str, source=None, model=None, preset: str = "fast", seed: int = 0,
-                  device: str = "auto", outputDirectory=None, size: int = 0) -> MammoSynthRunner.EngineJob:
+                  device: str = "auto", outputDirectory=None, size: int = 0, steps: int = 0) -> runner.EngineJob:
         """Start the engine in the background; poll or `wait()` the returned job, then `loadResult(job)`."""
         out = self._jobPath(outputDirectory, task.lower(), seed, ".dcm")
         args = self.engineArguments(task, str(out), self.sourcePath(source) if source is not None else None,
-                                    self._pathOrNone(model), preset, seed, device, size)
+                                    self._pathOrNone(model), preset, seed, device, size, steps)
         return self._start(args, out)
 
-    def loadResult(self, job: MammoSynthRunner.EngineJob, source=None):
+    def loadResult(self, job: runner.EngineJob, source=None):
         """The finished job's image as a volume node (in the source's study when there is a source)."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
         if job.error:
             raise RuntimeError(job.error)
         written = (job.result or {}).get("outputs") or [job.outputs[0]]
         out = Path(written[0])
         task, seed = out.stem.partition("-")[0], out.stem.rsplit("seed", 1)[-1]
-        return MammoSynthStudy.load_result(slicer.mrmlScene, out, source_node=source,
+        return study.load_result(slicer.mrmlScene, out, source_node=source,
                                            name=f"{task.capitalize()} seed {seed} (synthetic)")
 
     def startAnomaly(self, source, model=None, lam: float = 700, threshold: float = 0.3, level: str = "global",
-                     seed: int = 0, device: str = "auto", outputDirectory=None) -> MammoSynthRunner.EngineJob:
+                     seed: int = 0, device: str = "auto", outputDirectory=None, steps: int = 0) -> runner.EngineJob:
         """Anomaly map of one view in the background (heat.nrrd, labels.nrrd, seg.dcm ... in a new folder)."""
         out = self._jobPath(outputDirectory, "anomaly", seed)
         args = self.anomalyArguments(self.sourcePath(source), str(out), self._pathOrNone(model), lam, threshold,
-                                     level, seed, device)
+                                     level, seed, device, steps)
         return self._start(args, out)
 
-    def loadAnomalyResult(self, job: MammoSynthRunner.EngineJob, source) -> MammoSynthMRML.AnomalyNodes:
+    def loadAnomalyResult(self, job: runner.EngineJob, source) -> mrml.AnomalyNodes:
         """Heat map, label map and one "Mass" segment per finding, under the source's study."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
         if job.error:
             raise RuntimeError(job.error)
         folder = Path(((job.result or {}).get("outputs") or [job.outputs[0]])[0])
         lam = (job.result or {}).get("settings", {}).get("lam")
         name = f"{source.GetName()} anomaly" + (f" (lambda {lam})" if lam is not None else "")
-        return MammoSynthStudy.load_anomaly(slicer.mrmlScene, folder, source, name=name)
+        return study.load_anomaly(slicer.mrmlScene, folder, source, name=name)
 
     @staticmethod
-    def relabelAnomaly(nodes: MammoSynthMRML.AnomalyNodes, threshold: float) -> int:
+    def relabelAnomaly(nodes: mrml.AnomalyNodes, threshold: float) -> int:
         """Findings again at a new threshold from the heat map already loaded; returns their number."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
-        return MammoSynthStudy.relabel_anomaly(nodes, threshold)
+        return study.relabel_anomaly(nodes, threshold)
 
     def startDualView(self, complete=None, model=None, seed: int = 0, laterality: str = "L", size: int = 0,
-                      preset: str = "fast", device: str = "auto", outputDirectory=None) -> MammoSynthRunner.EngineJob:
+                      preset: str = "fast", device: str = "auto", outputDirectory=None,
+                      steps: int = 0) -> runner.EngineJob:
         """A synthetic CC/MLO pair, or with `complete` (a CC or MLO volume) its missing view, in the background.
         For completion `laterality` is passed only when the source's header does not give one."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
         out = self._jobPath(outputDirectory, "complete" if complete is not None else "dualview", seed)
         known = self.sourcePath(complete) if complete is not None else None
-        if complete is not None and MammoSynthStudy.view_info(complete)[0]:
+        if complete is not None and study.view_info(complete)[0]:
             laterality = None
         args = self.dualviewArguments(str(out), known, self._pathOrNone(model), seed, laterality, size, preset,
-                                      device)
+                                      device, steps)
         return self._start(args, out)
 
-    def loadDualViewResult(self, job: MammoSynthRunner.EngineJob, source=None) -> list:
+    def loadDualViewResult(self, job: runner.EngineJob, source=None) -> list:
         """The generated views as volumes: a pair under its own synthetic study, a completed view under the
         source's study."""
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
 
         if job.error:
             raise RuntimeError(job.error)
-        return MammoSynthStudy.load_dualview(slicer.mrmlScene, job.result or {}, source_node=source)
+        return study.load_dualview(slicer.mrmlScene, job.result or {}, source_node=source)
 
     def startText2Mammo(self, seed: int = 0, model=None, outputDirectory=None,
-                        **options) -> MammoSynthRunner.EngineJob:
+                        **options) -> runner.EngineJob:
         """A synthetic mammogram from text (MAM-E; `options` of `text2mammoArguments`) in the background."""
         out = self._jobPath(outputDirectory, "text", seed, ".dcm")
         return self._start(self.text2mammoArguments(str(out), self._pathOrNone(model), seed=seed, **options), out)
@@ -891,9 +931,9 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         """The segment as the engine's mask NRRD (1 = lesion region) on the reference volume's pixel grid."""
         from MammoSynthLogic import dicom_io
 
-        if not MammoSynthMRML.has_segment(segmentationNode, segmentID):
+        if not mrml.has_segment(segmentationNode, segmentID):
             raise ValueError("select the segment of the lesion region (paint it in the Segment Editor)")
-        mask = MammoSynthMRML.segment_to_mask(segmentationNode, segmentID, reference)
+        mask = mrml.segment_to_mask(segmentationNode, segmentID, reference)
         if not mask.any():
             name = segmentationNode.GetSegmentation().GetSegment(segmentID).GetName()
             raise ValueError(f"segment '{name}' is empty over {reference.GetName()}: paint the lesion region in the "
@@ -902,7 +942,7 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         return dicom_io.write_nrrd(path, mask.astype("uint8"), (row_mm, column_mm))
 
     def startInpaint(self, source, segmentationNode, segmentID: str, seed: int = 0, model=None, outputDirectory=None,
-                     **options) -> MammoSynthRunner.EngineJob:
+                     **options) -> runner.EngineJob:
         """A lesion in the segment's region of `source` (MAM-E; `options` of `inpaintArguments`), in the background."""
         sourcePath = self.sourcePath(source)
         folder = self._jobPath(outputDirectory, "inpaint", seed)
@@ -918,131 +958,147 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
 
 
 class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
-    """Self-test in the application: MRML conversion in Slicer's scene, a tiny generate job, cancel, an anomaly map
-    with a tiny random bundle, a dual-view pair when the embedded dual-view bundle is installed."""
+    """Self-test in the application: real jobs with the embedded bundles (a small generated image and a cancelled
+    one, an anomaly map of a sample DICOM, a lesion inpainted into a painted segment, a dual-view pair). It fails,
+    saying why, when a dependency or an embedded bundle is missing: it never passes by skipping."""
+
+    STEPS = 2  # denoising steps per job: the self-test checks that every part runs, not the images' quality
+    BUNDLES = ("mambo-global", "mambo-local", "mambo-patch", "dualview", "mame-inpaint")
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_mrml_round_trip()
-        self.setUp()
-        self.test_generate_with_the_embedded_bundles()
-        self.setUp()
-        self.test_anomaly_with_a_tiny_bundle()
-        self.setUp()
-        self.test_dual_view_with_the_embedded_bundle()
+        self.checkRequirements()
+        for step in (self.test_mrml_round_trip, self.test_generate, self.test_anomaly, self.test_inpaint,
+                     self.test_dual_view):
+            self.setUp()
+            step()
+
+    def checkRequirements(self):
+        """Fail (not skip) when the jobs cannot run, with what to do."""
+        unsupported = dependencies.unsupported_python()
+        if unsupported:
+            self.fail(unsupported)
+        missing = SlicerMammoSynthLogic.missingRequirements()
+        if missing:
+            self.fail("MammoSynth dependencies are missing (" + ", ".join(missing) + "): press Install dependencies "
+                      "in the MammoSynth module, then run the self-test again")
+        absent = [role for role in self.BUNDLES if not Path(resourcePath(f"models/{role}/manifest.json")).is_file()]
+        if absent:
+            self.fail("embedded model bundles are missing (" + ", ".join(absent) + "): reinstall the extension")
 
     def test_mrml_round_trip(self):
         import numpy as np
 
         self.delayDisplay("MRML conversion")
         pixels = np.random.default_rng(0).random((96, 64)).astype(np.float32)
-        matrix = MammoSynthMRML.ijk_to_ras((0.1, 0.07))
-        volume = MammoSynthMRML.image_to_volume_node(slicer.mrmlScene, pixels, "L CC", ijk_to_ras_matrix=matrix)
-        self.assertTrue(np.array_equal(MammoSynthMRML.volume_node_to_array(volume), pixels))
+        matrix = mrml.ijk_to_ras((0.1, 0.07))
+        volume = mrml.image_to_volume_node(slicer.mrmlScene, pixels, "L CC", ijk_to_ras_matrix=matrix)
+        self.assertTrue(np.array_equal(mrml.volume_node_to_array(volume), pixels))
+        segmentation, segmentID = self._paint(volume, (30, 50, 20, 40))
         mask = np.zeros(pixels.shape, bool)
         mask[30:50, 20:40] = True
-        labelmap = MammoSynthMRML.mask_to_labelmap_node(slicer.mrmlScene, mask, volume, "mask")
-        segmentation = MammoSynthMRML.labelmap_to_segmentation_node(slicer.mrmlScene, labelmap, "lesion", volume)
-        segmentID = segmentation.GetSegmentation().GetNthSegmentID(0)
-        self.assertTrue(np.array_equal(MammoSynthMRML.segment_to_mask(segmentation, segmentID, volume), mask))
+        self.assertTrue(np.array_equal(mrml.segment_to_mask(segmentation, segmentID, volume), mask))
         self.delayDisplay("MRML conversion passed")
 
-    def test_generate_with_the_embedded_bundles(self):
+    def test_generate(self):
         logic = SlicerMammoSynthLogic()
-        if logic.missingRequirements():
-            self.delayDisplay("Skipping the generate job: dependencies are not installed")
-            return
         self.delayDisplay("Cancel leaves no output")
-        job = logic.startTask("Generate", seed=3, device="cpu")
+        job = logic.startTask("Generate", seed=3, device="cpu", size=256, steps=self.STEPS)
         job.cancel()
         self.assertTrue(job.cancelled)
         self.assertFalse(job.outputs[0].exists())
 
-        self.delayDisplay("Generate with the embedded bundles (tiny, CPU)")
-        job = logic.startTask("Generate", seed=3, device="cpu")
-        events = job.wait(timeout=600)
+        self.delayDisplay("Generate with the embedded bundles (256 x 256, CPU)")
+        job = logic.startTask("Generate", seed=3, device="cpu", size=256, steps=self.STEPS)
+        events = job.wait(timeout=900)
         self.assertTrue(any(e.get("type") == "progress" for e in events))
         node = logic.loadResult(job)
-        self.assertIsNotNone(node.GetImageData())
+        self.assertEqual(node.GetImageData().GetDimensions()[:2], (256, 256))
         self.assertEqual(node.GetAttribute("MammoSynth.Synthetic"), "1")
         self.delayDisplay("Generate passed")
 
-    def test_anomaly_with_a_tiny_bundle(self):
+    def test_anomaly(self):
         import numpy as np
 
-        import MammoSynthStudy
+        from SlicerMammoSynthLib import study
+
+        self.delayDisplay("Anomaly map of a sample DICOM with the embedded model (CPU)")
+        logic = SlicerMammoSynthLogic()
+        source, folder = self._sampleView()
+        job = logic.startAnomaly(source, lam=300, seed=1, device="cpu", outputDirectory=folder / "out",
+                                 steps=self.STEPS)
+        job.wait(timeout=900)
+        nodes = logic.loadAnomalyResult(job, source)
+        geometry = mrml.ijk_to_ras_of(source)
+        for node in (nodes.heat, nodes.labels):
+            self.assertTrue(np.allclose(mrml.ijk_to_ras_of(node), geometry))
+        self.assertEqual(mrml.volume_node_to_array(nodes.heat).shape, mrml.volume_node_to_array(source).shape)
+        record = json.loads((Path(job.result["outputs"][0]) / "anomaly.json").read_text())
+        self.assertEqual(nodes.segmentation.GetSegmentation().GetNumberOfSegments(), record["findings"])
+        self.assertEqual(int((mrml.volume_node_to_array(nodes.labels) > 0).sum()), record["label_pixels"])
+        sh = mrml.subject_hierarchy(slicer.mrmlScene)
+        studyItem = sh.GetItemParent(sh.GetItemByDataNode(source))
+        for node in (nodes.heat, nodes.labels, nodes.segmentation):
+            self.assertEqual(sh.GetItemParent(sh.GetItemByDataNode(node)), studyItem)
+        self.assertEqual(study.view_info(source)[:2], ("L", "CC"))
+        self.delayDisplay("Anomaly passed")
+
+    def test_inpaint(self):
+        import numpy as np
+
+        self.delayDisplay("Inpaint a lesion into a painted segment with the embedded model (CPU)")
+        logic = SlicerMammoSynthLogic()
+        source, folder = self._sampleView()
+        segmentation, segmentID = self._paint(source, (140, 180, 60, 100))
+        job = logic.startInpaint(source, segmentation, segmentID, seed=4, device="cpu", outputDirectory=folder / "out",
+                                 steps=self.STEPS)
+        job.wait(timeout=900)
+        node = logic.loadResult(job, source)
+        before, after = mrml.volume_node_to_array(source), mrml.volume_node_to_array(node)
+        self.assertEqual(after.shape, before.shape)
+        self.assertTrue(np.array_equal(after[:100], before[:100]), "far from the segment nothing changes")
+        self.assertFalse(np.array_equal(after[140:180, 60:100], before[140:180, 60:100]), "a lesion was painted in")
+        self.delayDisplay("Inpaint passed")
+
+    def test_dual_view(self):
+        self.delayDisplay("Dual-view pair with the embedded bundle (CPU)")
+        logic = SlicerMammoSynthLogic()
+        job = logic.startDualView(seed=2, laterality="R", device="cpu", steps=self.STEPS)
+        job.wait(timeout=900)
+        nodes = logic.loadDualViewResult(job)
+        self.assertEqual(sorted(node.GetAttribute("MammoSynth.View") for node in nodes), ["CC", "MLO"])
+        sh = mrml.subject_hierarchy(slicer.mrmlScene)
+        self.assertEqual(len({sh.GetItemParent(sh.GetItemByDataNode(node)) for node in nodes}), 1)
+        self.delayDisplay("Dual view passed")
+
+    @staticmethod
+    def _sampleView():
+        """A sample L CC mammogram (a bright half-ellipse with texture) written as DICOM and loaded as a folder."""
+        import numpy as np
+
         from MammoSynthLogic import dicom_io
 
-        logic = SlicerMammoSynthLogic()
-        if logic.missingRequirements():
-            self.delayDisplay("Skipping the anomaly job: dependencies are not installed")
-            return
-        self.delayDisplay("Anomaly map with a tiny random bundle (CPU)")
         folder = Path(tempfile.mkdtemp(prefix="MammoSynthTest-"))
         rows, cols = np.mgrid[0:320, 0:256]
         breast = ((rows - 160) / 150.0) ** 2 + (cols / 200.0) ** 2 < 1
         pixels = np.where(breast, 0.5 + 0.1 * np.sin(rows / 7.0) * np.cos(cols / 5.0), 0.0).astype(np.float32)
         dicom_io.write_synthetic_dicom(folder / "study" / "LCC.dcm", pixels, provenance={"model": "self-test"},
                                        view="CC", laterality="L", spacing_mm=(0.1, 0.1))
-        self._tinyBundle(folder / "models" / "mambo-global")
-        views, errors = logic.loadFolder(str(folder / "study"))
-        self.assertEqual((len(views), errors), (1, []))
-        source = views[0].node
-
-        job = logic.startAnomaly(source, model=folder / "models", lam=500, threshold=0.3, seed=1, device="cpu",
-                                 outputDirectory=folder / "out")
-        events = job.wait(timeout=600)
-        self.assertTrue(any(e.get("type") == "progress" for e in events))
-        nodes = logic.loadAnomalyResult(job, source)
-        geometry = MammoSynthMRML.ijk_to_ras_of(source)
-        for node in (nodes.heat, nodes.labels):
-            self.assertTrue(np.allclose(MammoSynthMRML.ijk_to_ras_of(node), geometry))
-        self.assertEqual(MammoSynthMRML.volume_node_to_array(nodes.heat).shape, pixels.shape)
-        segmentation = nodes.segmentation.GetSegmentation()
-        record = json.loads((Path(job.result["outputs"][0]) / "anomaly.json").read_text())
-        self.assertEqual(segmentation.GetNumberOfSegments(), record["findings"])
-        for index in range(segmentation.GetNumberOfSegments()):
-            self.assertEqual(segmentation.GetNthSegment(index).GetTerminology(), MammoSynthMRML.MASS_TERMINOLOGY)
-        sh = MammoSynthMRML.subject_hierarchy(slicer.mrmlScene)
-        study = sh.GetItemParent(sh.GetItemByDataNode(source))
-        for node in (nodes.heat, nodes.labels, nodes.segmentation):
-            self.assertEqual(sh.GetItemParent(sh.GetItemByDataNode(node)), study)
-        labelled = int((MammoSynthMRML.volume_node_to_array(nodes.labels) > 0).sum())
-        self.assertEqual(labelled, record["label_pixels"])
-        logic.relabelAnomaly(nodes, 0.9)
-        self.assertLessEqual(int((MammoSynthMRML.volume_node_to_array(nodes.labels) > 0).sum()), labelled)
-        self.assertEqual(MammoSynthStudy.view_info(source)[:2], ("L", "CC"))
-        self.delayDisplay("Anomaly passed")
+        views, errors = SlicerMammoSynthLogic().loadFolder(str(folder / "study"))
+        if errors or len(views) != 1:
+            raise AssertionError(f"the sample DICOM did not load: {errors}")
+        return views[0].node, folder
 
     @staticmethod
-    def _tinyBundle(folder: Path) -> None:
-        """A ~20k-parameter random mambo-global bundle: enough to run the anomaly recipe end to end."""
-        import torch
-        from diffusers import DDPMScheduler, UNet2DModel
+    def _paint(volume, box):
+        """A segment painted over `volume` in the rows and columns of `box` (row0, row1, column0, column1)."""
+        import numpy as np
 
-        from MammoSynthLogic.bundles import save_bundle
-
-        torch.manual_seed(0)
-        unet = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                           layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-                           up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-        scheduler = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
-        save_bundle(folder, unet, scheduler, {"role": "mambo-global", "version": "self-test", "step": 0,
-                                              "training_data": "none (random weights)"})
-
-    def test_dual_view_with_the_embedded_bundle(self):
-        logic = SlicerMammoSynthLogic()
-        if logic.missingRequirements() or not Path(resourcePath("models/dualview/manifest.json")).is_file():
-            self.delayDisplay("Skipping the dual-view job: dependencies or the embedded dual-view bundle missing")
-            return
-        self.delayDisplay("Dual-view pair with the embedded bundle (CPU)")
-        job = logic.startDualView(seed=2, laterality="R", device="cpu")
-        job.wait(timeout=600)
-        nodes = logic.loadDualViewResult(job)
-        self.assertEqual(sorted(node.GetAttribute("MammoSynth.View") for node in nodes), ["CC", "MLO"])
-        sh = MammoSynthMRML.subject_hierarchy(slicer.mrmlScene)
-        self.assertEqual(len({sh.GetItemParent(sh.GetItemByDataNode(node)) for node in nodes}), 1)
-        self.delayDisplay("Dual view passed")
+        shape = mrml.volume_node_to_array(volume).shape
+        mask = np.zeros(shape, bool)
+        mask[box[0]:box[1], box[2]:box[3]] = True
+        labelmap = mrml.mask_to_labelmap_node(slicer.mrmlScene, mask, volume, "lesion region")
+        segmentation = mrml.labelmap_to_segmentation_node(slicer.mrmlScene, labelmap, "lesion", volume)
+        return segmentation, segmentation.GetSegmentation().GetNthSegmentID(0)

@@ -131,11 +131,11 @@ def test_an_unlisted_or_removed_file_is_caught(tmp_path):
     (copy / "MammoSynthLogic" / "commands" / "new_command.py").write_text("")
     (copy / "Resources" / "models" / "extra" / "manifest.json").parent.mkdir(parents=True, exist_ok=True)
     (copy / "Resources" / "models" / "extra" / "manifest.json").write_text("{}")
-    (copy / MODULE / "MammoSynthRunner.py").unlink()
+    (copy / MODULE / "SlicerMammoSynthLib" / "runner.py").unlink()
     found = problems(copy, tmp_path / "work")
     assert "engine: not listed in CMake: MammoSynthLogic/commands/new_command.py" in found
     assert "resources: not listed in CMake: Resources/models/extra/manifest.json" in found
-    assert any(p.startswith("module: listed but missing") and p.endswith("MammoSynthRunner.py") for p in found)
+    assert any(p.startswith("module: listed but missing") and p.endswith("runner.py") for p in found)
 
 
 def test_extension_metadata():
@@ -157,10 +157,11 @@ def test_module_installs_the_engines_requirements():
     import tomllib
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    tree = ast.parse((ROOT / MODULE / f"{MODULE}.py").read_text())
+    tree = ast.parse((ROOT / MODULE / f"{MODULE}Lib" / "dependencies.py").read_text())
     constants = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
                  if isinstance(t, ast.Name)}
-    module_requirements = ast.literal_eval(constants["ENGINE_REQUIREMENTS"])
+    module_requirements = ast.literal_eval(constants["READ_REQUIREMENTS"]) + ast.literal_eval(
+        constants["JOB_REQUIREMENTS"])
     torch = ast.literal_eval(constants["TORCH_REQUIREMENT"])
     expected = [r for r in declared if re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() not in ("torch", "simpleitk")]
     assert sorted(module_requirements) == sorted(expected)

@@ -15,12 +15,12 @@ from test_slicer_mrml import ORIGIN_LPS, OBLIQUE_IOP, SPACING, converter_rules, 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SlicerMammoSynth"))
 
-import MammoSynthMRML as mrml  # noqa: E402
-import MammoSynthStudy as study  # noqa: E402
+from SlicerMammoSynthLib import mrml  # noqa: E402
+from SlicerMammoSynthLib import study  # noqa: E402
 from MammoSynthLogic.anomaly import findings, label_map  # noqa: E402
 from MammoSynthLogic.dicom_io import write_nrrd, write_synthetic_dicom  # noqa: E402
 from MammoSynthLogic.errors import MammoSynthError  # noqa: E402
-from MammoSynthRunner import EngineJob, engine_command  # noqa: E402
+from SlicerMammoSynthLib.runner import EngineJob, engine_command  # noqa: E402
 
 SHAPE = (60, 44)
 

@@ -14,11 +14,11 @@ from test_slicer_mrml import SPACING, converter_rules, scene, slicer  # noqa: F4
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SlicerMammoSynth"))
 
-import MammoSynthMRML as mrml  # noqa: E402
-import MammoSynthStudy as study  # noqa: E402
+from SlicerMammoSynthLib import mrml  # noqa: E402
+from SlicerMammoSynthLib import study  # noqa: E402
 from MammoSynthLogic.dicom_io import write_synthetic_dicom  # noqa: E402
 from MammoSynthLogic.errors import MammoSynthError  # noqa: E402
-from MammoSynthRunner import EngineJob, engine_command  # noqa: E402
+from SlicerMammoSynthLib.runner import EngineJob, engine_command  # noqa: E402
 
 
 def make_tiny_dualview_bundle(folder: Path) -> Path:

@@ -16,38 +16,15 @@ import numpy as np
 import pytest
 
 from test_slicer_mrml import SPACING, converter_rules, scene, slicer  # noqa: F401
+from test_slicer_standins import standin_modules
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Base:
-    def __init__(self, *args, **kwargs):
-        pass
-
-
-class _ScriptedTest(unittest.TestCase):
-    """ScriptedLoadableModuleTest: a TestCase whose delayDisplay only records what it would have shown."""
-
-    shown: list[str] = []
-
-    def delayDisplay(self, message, msec=None):
-        self.shown.append(message)
 
 
 @pytest.fixture()
 def module(monkeypatch, scene):
     """SlicerMammoSynth.py imported with stand-ins for what only the application provides."""
-    stubs = {
-        "qt": types.ModuleType("qt"),
-        "ctk": types.ModuleType("ctk"),
-        "slicer.parameterNodeWrapper": types.SimpleNamespace(
-            Choice=lambda choices: choices, WithinRange=lambda low, high: (low, high),
-            parameterNodeWrapper=lambda cls: cls),
-        "slicer.ScriptedLoadableModule": types.SimpleNamespace(
-            ScriptedLoadableModule=_Base, ScriptedLoadableModuleLogic=_Base, ScriptedLoadableModuleTest=_ScriptedTest,
-            ScriptedLoadableModuleWidget=_Base),
-    }
-    for name, stub in stubs.items():
+    for name, stub in standin_modules().items():
         monkeypatch.setitem(sys.modules, name, stub)
     monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
     monkeypatch.setattr(slicer.util, "startupEnvironment", lambda: dict(os.environ))
@@ -69,20 +46,32 @@ def loaded_view(module, tmp_path):
     return views[0].node
 
 
-def test_the_self_tests_mrml_and_anomaly_steps_pass(module, monkeypatch, tmp_path):
+def test_the_self_test_runs_a_real_job_of_each_kind_with_the_embedded_bundles(module, monkeypatch, tmp_path):
+    """runTest as Slicer's self-test button runs it: generate, cancel, anomaly, inpaint and a dual-view pair with the
+    embedded bundles through the Logic, outputs loaded into a slicer-core scene."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert module.SlicerMammoSynthLogic.missingRequirements() == [], "the anomaly step would skip"
     test = module.SlicerMammoSynthTest("runTest")
     test.shown = []
-    test.test_mrml_round_trip()
-    test.test_anomaly_with_a_tiny_bundle()
-    assert test.shown[-1] == "Anomaly passed" and "MRML conversion passed" in test.shown
+    test.runTest()
+    passed = [message for message in test.shown if message.endswith("passed")]
+    assert passed == ["MRML conversion passed", "Generate passed", "Anomaly passed", "Inpaint passed",
+                      "Dual view passed"]
     [anomaly_folder] = tmp_path.glob("MammoSynthTest-*/out/anomaly-*-seed1")
     assert (anomaly_folder / "seg.dcm").is_file()
 
 
+def test_the_self_test_fails_with_the_reason_when_dependencies_are_missing(module, monkeypatch):
+    monkeypatch.setattr(module.SlicerMammoSynthLogic, "missingRequirements",
+                        staticmethod(lambda readingOnly=False: ["torch>=2.1"]))
+    test = module.SlicerMammoSynthTest("runTest")
+    test.shown = []
+    with pytest.raises(AssertionError, match=r"dependencies are missing \(torch>=2.1\): press Install dependencies"):
+        test.runTest()
+    assert not any(message.endswith("passed") for message in test.shown), "no step ran"
+
+
 def test_dual_view_through_the_logic(module, loaded_view, scene, tmp_path):
-    import MammoSynthStudy
+    from SlicerMammoSynthLib import study
     from test_slicer_dualview import make_tiny_dualview_bundle
 
     bundle = make_tiny_dualview_bundle(tmp_path / "dualview")
@@ -98,15 +87,15 @@ def test_dual_view_through_the_logic(module, loaded_view, scene, tmp_path):
         ("dualview", None, "R", 128, 6, str(bundle), job.outputs[0])
     job.cancel()
     assert job.cancelled and not job.outputs[0].exists()
-    sh = module.MammoSynthMRML.subject_hierarchy(scene)
+    sh = module.mrml.subject_hierarchy(scene)
 
     # completion: laterality is taken from the source's header, so the panel's choice is not passed
     job = logic.startDualView(complete=loaded_view, model=bundle, seed=6, laterality="R", device="cpu",
                               outputDirectory=tmp_path / "out")
     assert "--laterality" not in job.command and job.command[job.command.index("--complete") + 1] == \
-        MammoSynthStudy.view_info(loaded_view)[2]
+        study.view_info(loaded_view)[2]
     job.wait(timeout=240)
     [completed] = logic.loadDualViewResult(job, loaded_view)
     assert completed.GetName() == "L MLO dual-view seed 6 (synthetic)"
     assert sh.GetItemParent(sh.GetItemByDataNode(completed)) == sh.GetItemParent(sh.GetItemByDataNode(loaded_view))
-    assert np.array_equal(module.MammoSynthMRML.volume_node_to_array(completed).shape, (64, 64))
+    assert np.array_equal(module.mrml.volume_node_to_array(completed).shape, (64, 64))

@@ -24,16 +24,17 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SlicerMammoSynth"))
 
-import MammoSynthMRML as mrml  # noqa: E402
-import MammoSynthStudy as study  # noqa: E402
+from SlicerMammoSynthLib import mrml  # noqa: E402
+from SlicerMammoSynthLib import study  # noqa: E402
 from MammoSynthLogic import dicom_io  # noqa: E402
-from MammoSynthRunner import engine_command  # noqa: E402
+from SlicerMammoSynthLib.runner import engine_command  # noqa: E402
 
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
 SCREENSHOT = Path("/tmp/slicer_mame_ui.png")
 DOCS_PNG = ROOT / "docs" / "images" / "slicer-text-inpaint.png"
 PANEL_SIZE = (440, 1760)
-UNBOUND = {"textVendor", "inpaintSegmentation", "inpaintSegmentID"}  # kept in step by the widget's own code
+# kept in step by the widget's own code (the folder fields through PATH_FIELDS)
+UNBOUND = {"textVendor", "inpaintSegmentation", "inpaintSegmentID", "textModelPath", "inpaintModelPath"}
 
 
 def _disk(shape, centre, radius):

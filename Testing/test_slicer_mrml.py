@@ -17,8 +17,8 @@ import vtk  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SlicerMammoSynth"))
 
-import MammoSynthMRML as mrml  # noqa: E402
-import MammoSynthStudy as study  # noqa: E402
+from SlicerMammoSynthLib import mrml  # noqa: E402
+from SlicerMammoSynthLib import study  # noqa: E402
 from MammoSynthLogic import dicom_io  # noqa: E402
 
 SPACING = (0.085, 0.07)  # row, column (mm)

@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "SlicerMammoSynth"))
 
-from MammoSynthRunner import EngineJob, JobFailed, default_python, engine_command  # noqa: E402
+from SlicerMammoSynthLib.runner import EngineJob, JobFailed, default_python, engine_command  # noqa: E402
 
 # A stand-in for an engine command: progress as JSON lines, a child process, an atomic output in progress.
 FAKE_ENGINE = textwrap.dedent("""

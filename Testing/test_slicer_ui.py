@@ -20,8 +20,9 @@ UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
 MODULE_FILE = ROOT / "SlicerMammoSynth" / "SlicerMammoSynth.py"
 PANEL_PNG = ROOT / "docs" / "images" / "slicer-panel.png"
 PANEL_SIZE = (440, 1760)
-# Kept in step by the module's own code: an editable combo box and the segment selector, which no GUI connector binds.
-UNBOUND_PARAMETERS = {"textVendor", "inpaintSegmentation", "inpaintSegmentID"}
+# Kept in step by the module's own code: an editable combo box, the segment selector and the folder fields (PATH_FIELDS),
+# which no GUI connector binds (Slicer's Path connector would show an unset folder as ".").
+WIDGET_KEPT = {"textVendor", "inpaintSegmentation", "inpaintSegmentID"}
 
 
 # Stand-ins for Slicer's CTK/MRML widgets, registered under their class names: what Qt Designer would show.
@@ -234,13 +235,18 @@ def test_parameter_node_fields_and_widgets_match(app):
     bound = {w.property("SlicerParameterName"): w for w in widget.findChildren(QtWidgets.QWidget)
              if w.property("SlicerParameterName")}
     fields = _parameter_fields()
-    assert set(bound) == set(fields) - UNBOUND_PARAMETERS, f"widgets {sorted(bound)} vs parameters {sorted(fields)}"
+    path_fields = _module_constant("PATH_FIELDS")
+    unbound = WIDGET_KEPT | set(path_fields)
+    assert set(bound) == set(fields) - unbound, f"widgets {sorted(bound)} vs parameters {sorted(fields)}"
     module_source = MODULE_FILE.read_text()
-    assert all(f'setUnboundParameter("{name}"' in module_source for name in UNBOUND_PARAMETERS)
+    assert all(f'setUnboundParameter("{name}"' in module_source for name in WIDGET_KEPT)
+    for name, field in path_fields.items():
+        assert fields[name][0] == "str" and fields[name][2] == "", f"{name}: a str parameter that starts empty"
+        assert isinstance(widget.findChild(QtWidgets.QWidget, field), ctkPathLineEdit), field
     expected = {"vtkMRMLScalarVolumeNode": qMRMLNodeComboBox, "Path": ctkPathLineEdit, "int": QtWidgets.QSpinBox,
                 "float": ctkSliderWidget}
     for name, (kind, extras, default) in fields.items():
-        if name in UNBOUND_PARAMETERS:
+        if name in unbound:
             continue
         control = bound[name]
         calls = {ast.unparse(e.func): e.args for e in extras if isinstance(e, ast.Call)}

@@ -20,6 +20,7 @@ from typing import Optional, Sequence
 
 ENGINE_PACKAGE = "MammoSynthLogic"
 CANCEL_GRACE_S = 3.0
+WINDOWS = os.name == "nt"
 
 
 def default_python() -> str:
@@ -80,7 +81,7 @@ class EngineJob:
     def start(self) -> "EngineJob":
         self._existed = {p for p in self.outputs if p.exists() and p not in self.owned}
         group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW} \
-            if os.name == "nt" else {"start_new_session": True}
+            if WINDOWS else {"start_new_session": True}
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", errors="replace", bufsize=1, env=self._environment(), cwd=self.cwd, **group)
@@ -172,26 +173,34 @@ class EngineJob:
         if self.process is None or self.returncode is not None:
             return
         self.cancelled = True
-        self._signal_tree(terminate=True)
-        try:
-            self.process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        self._signal_tree(terminate=False)  # children that outlived the leader, or a leader that ignored SIGTERM
+        if self._ask_to_stop():
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+        self._kill_tree()  # always: children that outlived the leader, or a leader that did not stop
         self.process.wait()
         while self.running:
             self.poll()
 
-    def _signal_tree(self, terminate: bool) -> None:
-        pid = self.process.pid
-        if os.name == "nt":
-            if terminate:
+    def _ask_to_stop(self) -> bool:
+        """SIGTERM to the process group (POSIX) or CTRL_BREAK (Windows); False when it could not be sent."""
+        try:
+            if WINDOWS:
+                # Often undeliverable: the engine runs without a console (CREATE_NO_WINDOW) and the call raises.
                 self.process.send_signal(signal.CTRL_BREAK_EVENT)
             else:
-                subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True)
+                os.killpg(self.process.pid, signal.SIGTERM)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    def _kill_tree(self) -> None:
+        if WINDOWS:
+            subprocess.run(["taskkill", "/T", "/F", "/PID", str(self.process.pid)], capture_output=True)
             return
         try:
-            os.killpg(pid, signal.SIGTERM if terminate else signal.SIGKILL)
+            os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
 

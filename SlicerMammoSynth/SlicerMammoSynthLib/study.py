@@ -1,18 +1,20 @@
 """Mammograms from a plain folder (the engine's DICOM reader) or a result file as volume nodes under their study.
 
 No Qt and no Slicer application: it needs a scene (Slicer's or one from `slicer-core`), the engine package
-`MammoSynthLogic` and the MRML conversion in `MammoSynthMRML`.
+`MammoSynthLogic` and the MRML conversion in `SlicerMammoSynthLib.mrml`.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
+import pydicom
 
-import MammoSynthMRML as mrml
+from SlicerMammoSynthLib import mrml
 from MammoSynthLogic import dicom_io
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -22,6 +24,8 @@ LATERALITY_ATTRIBUTE = "MammoSynth.Laterality"
 SOURCE_ATTRIBUTE = "MammoSynth.SourcePath"
 SYNTHETIC_ATTRIBUTE = "MammoSynth.Synthetic"
 ANOMALY_FOLDER_ATTRIBUTE = "MammoSynth.AnomalyFolder"
+MAMMOGRAM_ATTRIBUTE = "MammoSynth.Mammogram"  # "1" on every mammogram (not on heat or label maps): source candidates
+MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
 
 def view_label(laterality: Optional[str], view: Optional[str]) -> str:
@@ -63,6 +67,7 @@ def _volume(scene, image: dicom_io.MammogramImage, name: str, synthetic: bool):
     node.SetAttribute(LATERALITY_ATTRIBUTE, image.laterality or "")
     node.SetAttribute(SOURCE_ATTRIBUTE, str(image.path) if image.path else "")
     node.SetAttribute(SYNTHETIC_ATTRIBUTE, "1" if synthetic else "0")
+    node.SetAttribute(MAMMOGRAM_ATTRIBUTE, "1")
     return node
 
 
@@ -76,11 +81,10 @@ def add_image(scene, image: dicom_io.MammogramImage, name: Optional[str] = None,
     return node
 
 
-def load_folder(scene, folder: str | os.PathLike) -> tuple[list[LoadedView], list[MammoSynthError]]:
-    """Every readable mammogram in a folder (recursively) as a volume node; unreadable files become errors."""
-    paths, errors = dicom_io.find_dicoms([folder])
-    views = []
-    for path in paths:
+def load_files(scene, paths: Sequence[str | os.PathLike]) -> tuple[list[LoadedView], list[MammoSynthError]]:
+    """Each file as a volume node; a file that fails to read becomes an error and adds nothing to the scene."""
+    views, errors = [], []
+    for path in map(Path, paths):
         try:
             image = dicom_io.read_mammogram(path)
         except MammoSynthError as error:
@@ -90,6 +94,29 @@ def load_folder(scene, folder: str | os.PathLike) -> tuple[list[LoadedView], lis
         views.append(LoadedView(node.GetName(), node, path, image.laterality, image.view))
     views.sort(key=lambda v: (v.laterality or "?", v.view or "?", str(v.path)))
     return views, errors
+
+
+def load_folder(scene, folder: str | os.PathLike) -> tuple[list[LoadedView], list[MammoSynthError]]:
+    """Every readable mammogram in a folder (recursively) as a volume node; unreadable files become errors."""
+    paths, errors = dicom_io.find_dicoms([folder])
+    views, unreadable = load_files(scene, paths)
+    return views, errors + unreadable
+
+
+def load_database_study(scene, database, study_uid: str) -> tuple[list[LoadedView], list[str], list[MammoSynthError]]:
+    """The MG "For Presentation" images of one study of Slicer's DICOM database (a ctkDICOMDatabase) as views:
+    (views, what was skipped, errors). Other instances (For Processing images, presentation states, SR, other
+    modalities) are skipped, counted by kind, e.g. "2 x Digital Mammography X-Ray Image Storage - For Processing"."""
+    paths, skipped = [], collections.Counter()
+    for series in database.seriesForStudy(study_uid):
+        for path in database.filesForSeries(series):
+            sop_class = database.fileValue(path, "0008,0016")
+            if sop_class == MG_FOR_PRESENTATION:
+                paths.append(path)
+            else:
+                skipped[pydicom.uid.UID(sop_class).name if sop_class else "unknown instance"] += 1
+    views, errors = load_files(scene, paths)
+    return views, [f"{count} x {kind}" for kind, count in sorted(skipped.items())], errors
 
 
 def load_result(scene, path: str | os.PathLike, source_node=None, name: Optional[str] = None):
