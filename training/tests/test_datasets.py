@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from training_helpers import disc_image, subprocess_env, write_cache
 
 from mammosynth_training.cache import Unit, open_array, read_metadata, selected_entries
-from mammosynth_training.datasets import MamboDataset, crop_centered, resize_square
+from mammosynth_training.datasets import MamboDataset, StepSampler, crop_centered, resize_square
 
 
 def _marker_image(n: int, cy: int, cx: int, half: int) -> np.ndarray:
@@ -158,3 +159,14 @@ def test_prepare_data_cli_csv_format(tmp_path, smalls):
     assert pixels[~mask].mean() < pixels[mask].mean()
     cols = pixels.shape[1]
     assert pixels[:, : cols // 4].sum() > pixels[:, -cols // 4:].sum()  # breast on the left
+
+
+def test_loader_workers_read_the_rank_s_own_samples(tmp_path):
+    images = [disc_image(64, 10 + i, 32, 20) for i in range(4)]
+    ds = MamboDataset(write_cache(tmp_path / "cache", images), "mambo-patch", 16, 2)
+    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=2, sampler=StepSampler(start=2, rank=1,
+                                                                                               world_size=2))
+    batch = next(iter(loader))
+    assert batch["index"].tolist() == [5, 7, 9, 11]  # rank 1 of 2, from its 3rd sample on
+    for i, index in enumerate(batch["index"].tolist()):  # a worker process computes what this one does
+        np.testing.assert_allclose(batch["pixel_values"][i].numpy(), ds[index]["pixel_values"].numpy(), atol=1e-6)
