@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -47,3 +48,18 @@ def autocast(device: str):
 def default_chunk(device: str) -> int:
     """How many s×s tiles go through the U-Net in one call (bounds memory, not results)."""
     return 64 if device == "cuda" else 16 if device == "mps" else 8
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def compiled(unet, device: str, enabled: bool):
+    """The U-Net through `torch.compile(mode="reduce-overhead")` (CUDA graphs) when enabled on CUDA, compiled once
+    per model; elsewhere, or when not enabled, the model itself (the same code path minus the compilation)."""
+    import torch
+
+    if not enabled or device != "cuda":
+        return unet
+    if unet not in _COMPILED:
+        _COMPILED[unet] = torch.compile(unet, mode="reduce-overhead")
+    return _COMPILED[unet]

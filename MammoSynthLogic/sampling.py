@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import math
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -51,11 +52,28 @@ def make_scheduler(kind: str, config: dict):
     if kind in ("dpm++", "sde-dpm++"):
         # The SDE variant adds fresh noise each step: small models' errors at high t are washed out instead of
         # carried to the end (the ODE variant leaves grey noise backgrounds on some seeds of the embedded models).
-        return DPMSolverMultistepScheduler.from_config(
+        scheduler = DPMSolverMultistepScheduler.from_config(
             base, algorithm_type="dpmsolver++" if kind == "dpm++" else "sde-dpmsolver++", solver_order=2,
             thresholding=True, sample_max_value=1.0, timestep_spacing="trailing", lower_order_final=True,
             final_sigmas_type="zero")
+        # diffusers sorts all of |x0| per sample for the quantile (torch.quantile): a 3840² canvas is 15M values
+        scheduler._threshold_sample = lambda x0: threshold(x0, scheduler.config.dynamic_thresholding_ratio,
+                                                           scheduler.config.sample_max_value)
+        return scheduler
     raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
+
+
+def threshold(x0: torch.Tensor, ratio: float, max_value: float, subsample: int = 1 << 16) -> torch.Tensor:
+    """Imagen's dynamic thresholding per batch element (one image, or one tile): s = the `ratio` quantile of |x0|,
+    held in [1, max_value]; x0 is clipped to ±s and divided by s. The quantile is a k-th value of at most
+    `subsample` evenly strided pixels; with max_value 1 (pixel-space MAMBO), s is 1 whatever it is: a clip to ±1."""
+    if max_value <= 1:
+        return x0.clamp(-1.0, 1.0)
+    flat = x0.reshape(x0.shape[0], -1).abs()
+    flat = flat[:, ::max(1, flat.shape[1] // subsample)]
+    s = flat.kthvalue(max(1, math.ceil(ratio * flat.shape[1])), dim=1).values.clamp(1.0, max_value)
+    s = s.view(-1, *([1] * (x0.dim() - 1)))
+    return torch.maximum(torch.minimum(x0, s), -s) / s
 
 
 def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:

@@ -1,10 +1,12 @@
-"""Tile grids over a square or rectangular canvas: positions, wavefronts, background skip, blending weights."""
+"""Tile grids over a square or rectangular canvas: positions, wavefronts, background skip, blending weights, and
+`TileIndex`, which moves a batch of tiles to and from a device canvas with a few index operations per tile row."""
 from __future__ import annotations
 
 import dataclasses
 from typing import Iterable, Optional
 
 import numpy as np
+import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +83,51 @@ def blend_weights(tiles: list[Tile], shape: tuple[int, int], overlap: int) -> tu
     weights = ramp_weights(tiles[0].size, overlap)
     total = weight_sum(tiles, shape, weights)
     return weights, np.where(total > 0, 1 / np.maximum(total, 1e-12), 0).astype(np.float32)
+
+
+class TileIndex:
+    """Canvas ↔ (N, s, s) batch for tiles of one grid (any subset, in row order), on the canvas's device.
+
+    Per tile row, `gather` is one `index_select` of the row's columns; `scatter_add` adds the batch back with one
+    `index_add_` per class of non-overlapping tiles in the row, so no pixel receives two values in one call and the
+    sums come out in the same order on every run (CUDA's atomics would not).
+    """
+
+    def __init__(self, tiles: list[Tile], device: torch.device | str = "cpu"):
+        if [(t.y, t.x) for t in tiles] != sorted((t.y, t.x) for t in tiles):
+            raise ValueError("tiles must be in row order")
+        self.size = s = tiles[0].size
+        self.count = len(tiles)
+        self.rows: list[tuple[int, int, int, torch.Tensor, list[torch.Tensor]]] = []  # y, b0, b1, columns, per class
+        b0 = 0
+        while b0 < len(tiles):
+            b1 = b0
+            while b1 < len(tiles) and tiles[b1].y == tiles[b0].y:
+                b1 += 1
+            xs = [t.x for t in tiles[b0:b1]]
+            m = next(m for m in range(1, len(xs) + 1) if all(b - a >= s for a, b in zip(xs, xs[m:])))
+            cols = [torch.arange(x, x + s, device=device) for x in xs]
+            self.rows.append((tiles[b0].y, b0, b1, torch.cat(cols), [torch.cat(cols[c::m]) for c in range(m)]))
+            b0 = b1
+
+    def gather(self, canvas: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The tiles' pixels of a 2-D canvas as an (N, s, s) batch (written into `out` if given)."""
+        s = self.size
+        if out is None:
+            out = torch.empty((self.count, s, s), dtype=canvas.dtype, device=canvas.device)
+        for y, b0, b1, cols, _ in self.rows:
+            out[b0:b1] = canvas[y:y + s].index_select(1, cols).view(s, b1 - b0, s).transpose(0, 1)
+        return out
+
+    def scatter_add(self, canvas: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        """Add each tile of an (N, s, s) batch onto the 2-D canvas at its place (in place; returned for chaining)."""
+        s = self.size
+        for y, b0, b1, _, classes in self.rows:
+            strip = canvas[y:y + s]
+            for c, cols in enumerate(classes):
+                part = batch[b0 + c:b1:len(classes)]
+                strip.index_add_(1, cols, part.transpose(0, 1).reshape(s, -1))
+        return canvas
 
 
 def chunks(items: list, n: int) -> Iterable[list]:

@@ -80,9 +80,9 @@ def test_size_not_divisible_by_stride_has_no_missing_rows(pipe, mode):
     size = 101  # stride 24 with s = 32, overlap 8: positions 0, 24, 48, 69
     assert (size - S) % (S - 8)
     settings = quick(tiling=mode, skip_background=False)
-    canvas = pipe.run_stage("full", pipe.patch, (size, size), lambda t: np.zeros((2, S, S), np.float32),
+    canvas = pipe.run_stage("full", pipe.patch, size, lambda tiles: torch.zeros((len(tiles), 2, S, S)),
                             np.ones((size, size), bool), 0, settings, mambo.Counter(), {}, Reporter(),
-                            coarse=np.zeros((34, 34), np.float32))
+                            coarse=torch.zeros((34, 34))).numpy()
     assert canvas.shape == (size, size)
     assert not np.any(np.all(canvas == BACKGROUND, axis=1)) and not np.any(np.all(canvas == BACKGROUND, axis=0))
     result = pipe(size, 0, quick(tiling=mode))
@@ -197,11 +197,15 @@ def test_aligned_bundles_see_the_coarser_stage_under_each_tile(tmp_path, monkeyp
     folder = make_tiny_mambo_set(tmp_path / "aligned", size=S, k=3, aligned=True)
     aligned = MamboPipeline(*load_mambo_set([str(folder)]))
     seen = []
-    original = mambo.context_channels
-    monkeypatch.setattr(mambo, "context_channels",
-                        lambda role, tile, side, g, mid=None, aligned=False:
-                        seen.append((role, tile, side, g, mid, original(role, tile, side, g, mid, aligned)))
-                        or seen[-1][-1])
+    original = mambo.tile_contexts
+
+    def spy(role, tiles, side, g, mid=None, aligned=False):
+        out = original(role, tiles, side, g, mid, aligned)
+        seen.extend((role, tile, side, g.numpy(), None if mid is None else mid.numpy(), ctx.numpy())
+                    for tile, ctx in zip(tiles, out))
+        return out
+
+    monkeypatch.setattr(mambo, "tile_contexts", spy)
     result = aligned(96, 2, quick(preset="paper", tiling="sequential"))
     assert {r for r, *_ in seen} == {"mambo-local", "mambo-patch"}
     for role, tile, side, g, mid, ctx in seen:

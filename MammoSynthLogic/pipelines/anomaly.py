@@ -18,7 +18,7 @@ from MammoSynthLogic.anomaly import AnomalySettings, heat_map, label_map
 from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.pipelines.mambo import full_size, image_context, to01
+from MammoSynthLogic.pipelines.mambo import as_tensor, full_size, image_contexts, to01
 from MammoSynthLogic.preparation import PreparedImage, resize
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, randn, sample, unet_predictor
@@ -92,26 +92,26 @@ class AnomalyPipeline:
 
     def reconstruct_native(self, working: np.ndarray, mask: np.ndarray, settings: AnomalySettings, seed: int,
                            reporter: Reporter) -> np.ndarray:
-        s, n = self.s, working.shape[0]
-        model = working * 2 - 1
-        context = image_context(working, self.patch)
+        s, n, dev = self.s, working.shape[0], self.device
+        model = as_tensor(working * 2 - 1).to(dev)
         overlap = min(32, s // 4)
         tiles = tiling.active(tiling.grid(n, n, s, overlap), mask)
-        weights = tiling.ramp_weights(s, overlap)
-        acc = np.zeros((n, n), np.float32)
-        wsum = np.zeros((n, n), np.float32)
-        groups = list(tiling.chunks(tiles, default_chunk(self.device)))
+        contexts = image_contexts(working, self.patch, tiles, dev)
+        weights = torch.from_numpy(tiling.ramp_weights(s, overlap)).to(dev)
+        acc = torch.zeros((n, n), device=dev)
+        wsum = torch.zeros((n, n), device=dev)
+        chunk = default_chunk(self.device)
+        groups = list(tiling.chunks(list(range(len(tiles))), chunk))
         for gi, group in enumerate(groups):
             reporter.update("anomaly: tiles", gi, len(groups))
-            x0 = torch.from_numpy(np.stack([model[t.slices] for t in group])[:, None]).repeat_interleave(settings.draws, 0)
-            ctx = np.stack([context(t) for t in group])
-            ctx = torch.from_numpy(ctx).repeat_interleave(settings.draws, 0)
-            keys = [("anomaly", t.row, t.col, d) for t in group for d in range(settings.draws)]
-            x = self._partial_denoise(self.patch, x0.to(self.device), ctx.to(self.device), seed, keys, settings, None)
-            out = x.view(len(group), settings.draws, s, s).mean(dim=1).cpu().numpy()
-            for t, tile_out in zip(group, out):
-                acc[t.slices] += weights * tile_out
-                wsum[t.slices] += weights
+            index = tiling.TileIndex([tiles[i] for i in group], dev)
+            x0 = index.gather(model)[:, None].repeat_interleave(settings.draws, 0)
+            ctx = contexts[group[0]:group[-1] + 1].repeat_interleave(settings.draws, 0)
+            keys = [("anomaly", tiles[i].row, tiles[i].col, d) for i in group for d in range(settings.draws)]
+            x = self._partial_denoise(self.patch, x0, ctx, seed, keys, settings, None)
+            out = x.view(len(group), settings.draws, s, s).mean(dim=1)
+            index.scatter_add(acc, out * weights)
+            index.scatter_add(wsum, weights.expand(len(group), s, s))
         reporter.update("anomaly: tiles", len(groups), len(groups))
-        recon = np.where(wsum > 0, acc / np.maximum(wsum, 1e-12), model)
-        return to01(recon)
+        recon = torch.where(wsum > 0, acc / wsum.clamp_min(1e-12), model)
+        return to01(recon.cpu().numpy())

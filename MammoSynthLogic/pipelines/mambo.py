@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from MammoSynthLogic import tiling
 from MammoSynthLogic.bundles import Bundle
-from MammoSynthLogic.devices import default_chunk
+from MammoSynthLogic.devices import compiled, default_chunk
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import (Counter, entry_index, forward, generators, make_scheduler, randn, sample,
@@ -48,6 +48,7 @@ class MamboSettings:
     skip_background: bool = True
     chunk: Optional[int] = None
     strength: float = 1.0  # < 1: tiles start from the coarser stage upsampled, noised to strength·T (SDEdit)
+    compile: bool = False  # CUDA only: U-Net calls through torch.compile with CUDA graphs ("reduce-overhead")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "MamboSettings":
@@ -74,14 +75,57 @@ class MamboResult:
     settings: MamboSettings  # as run (overlap resolved)
 
 
+def crops(image: torch.Tensor, tops: Sequence[int], lefts: Sequence[int], size: int,
+          fill: float = BACKGROUND) -> torch.Tensor:
+    """(N, size, size) crops of a 2-D tensor with top-left corners (tops[i], lefts[i]); outside the image is `fill`."""
+    h, w = image.shape
+    span = torch.arange(size, device=image.device)
+    rows = torch.tensor(list(tops), device=image.device)[:, None] + span
+    cols = torch.tensor(list(lefts), device=image.device)[:, None] + span
+    out = image[rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
+    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    return out.masked_fill(~inside, fill)
+
+
+def resampled_crops(coarse: torch.Tensor, tops: Sequence[float], lefts: Sequence[float], size: int, fine_side: int,
+                    fill: float = BACKGROUND) -> torch.Tensor:
+    """The part of the coarser image under each size × size tile at (top, left) of a fine canvas of side `fine_side`,
+    resampled bilinearly (pixel centres aligned, edge values held; `fill` beyond the image): (N, size, size)."""
+    n = coarse.shape[0]
+
+    def axis(starts: Sequence[float]):
+        # positions in float64 on the host (MPS has no float64); only indices and weights go to the device
+        pos = (torch.tensor(list(starts), dtype=torch.float64)[:, None] + torch.arange(size) + 0.5) * (n / fine_side) - 0.5
+        low = pos.floor()
+        frac = (pos - low).to(device=coarse.device, dtype=coarse.dtype)
+        i0 = low.long().clamp(0, n - 1).to(coarse.device)
+        i1 = (low.long() + 1).clamp(0, n - 1).to(coarse.device)
+        return i0, i1, frac, ((pos < -0.5) | (pos > n - 0.5)).to(coarse.device)
+
+    r0, r1, fr, out_r = axis(tops)
+    c0, c1, fc, out_c = axis(lefts)
+    fr, fc = fr[:, :, None], fc[:, None, :]
+
+    def row(r: torch.Tensor) -> torch.Tensor:
+        return torch.lerp(coarse[r[:, :, None], c0[:, None, :]], coarse[r[:, :, None], c1[:, None, :]], fc)
+
+    out = torch.lerp(row(r0), row(r1), fr)
+    return out.masked_fill(out_r[:, :, None] | out_c[:, None, :], fill)
+
+
+def centred_offsets(tiles: Sequence[tiling.Tile], side: int, n: int, size: int) -> tuple[list[int], list[int]]:
+    """Top-left corners of size × size crops of an n-px image centred on the tiles' centres (of a `side` px canvas)."""
+    return ([round(t.centre[0] / side * n - size / 2) for t in tiles],
+            [round(t.centre[1] / side * n - size / 2) for t in tiles])
+
+
+def as_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+
+
 def crop_padded(image: np.ndarray, top: int, left: int, size: int, fill: float = BACKGROUND) -> np.ndarray:
     """size × size crop at (top, left); outside the image is `fill`."""
-    out = np.full((size, size), fill, dtype=np.float32)
-    h, w = image.shape
-    y0, x0, y1, x1 = max(top, 0), max(left, 0), min(top + size, h), min(left + size, w)
-    if y1 > y0 and x1 > x0:
-        out[y0 - top:y1 - top, x0 - left:x1 - left] = image[y0:y1, x0:x1]
-    return out
+    return crops(as_tensor(image), [top], [left], size, fill)[0].numpy()
 
 
 def shifted_global(global_image: np.ndarray, cy: float, cx: float) -> np.ndarray:
@@ -100,33 +144,28 @@ def aligned_context(coarse: np.ndarray, top: float, left: float, size: int, fine
                     fill: float = BACKGROUND) -> np.ndarray:
     """The part of the coarser image under the size × size tile at (top, left) of a fine canvas of side
     `fine_side`, resampled bilinearly to size × size: the tile's own low-resolution content, pixel-aligned."""
-    from scipy import ndimage
+    return resampled_crops(as_tensor(coarse), [top], [left], size, fine_side, fill)[0].numpy()
 
-    n = coarse.shape[0]
-    scale = n / fine_side
-    rows = (np.arange(size) + top + 0.5) * scale - 0.5
-    cols = (np.arange(size) + left + 0.5) * scale - 0.5
-    out = ndimage.map_coordinates(coarse.astype(np.float32, copy=False), np.meshgrid(rows, cols, indexing="ij"),
-                                  order=1, mode="nearest")
-    outside = ((rows < -0.5) | (rows > n - 0.5))[:, None] | ((cols < -0.5) | (cols > n - 0.5))[None, :]
-    out[outside] = fill
-    return out.astype(np.float32, copy=False)
+
+def tile_contexts(role: str, tiles: Sequence[tiling.Tile], side: int, g: torch.Tensor,
+                  mid: Optional[torch.Tensor] = None, aligned: bool = False) -> torch.Tensor:
+    """The clean context channels (N, C, s, s) of tiles of a canvas of `side` px (model space, on g's device):
+    MAMBO's two (local: global shifted to the tile centre, global; patch: mid-resolution crop centred on the patch,
+    global), then, for bundles trained with it, the coarser stage's pixels under the tile (global for local tiles,
+    mid for patches). Built once per stage: they do not change while the tiles are denoised."""
+    s = g.shape[0]
+    source = g if role == "mambo-local" else mid
+    tops, lefts = centred_offsets(tiles, side, source.shape[0], s)
+    channels = [crops(source, tops, lefts, s), g.expand(len(tiles), s, s)]
+    if aligned:
+        channels.append(resampled_crops(source, [t.y for t in tiles], [t.x for t in tiles], s, side))
+    return torch.stack(channels, dim=1)
 
 
 def context_channels(role: str, tile: tiling.Tile, side: int, g: np.ndarray, mid: Optional[np.ndarray] = None,
                      aligned: bool = False) -> np.ndarray:
-    """The clean context channels of one tile of a canvas of `side` px (model space): MAMBO's two (local: global
-    shifted to the tile centre, global; patch: mid-resolution crop centred on the patch, global), then, for bundles
-    trained with it, the coarser stage's pixels under the tile (global for local tiles, mid for patches)."""
-    cy, cx = tile.centre
-    s = g.shape[0]
-    if role == "mambo-local":
-        channels, coarse = [shifted_global(g, cy / side, cx / side), g], g
-    else:
-        channels, coarse = [local_context(mid, cy / side, cx / side, s), g], mid
-    if aligned:
-        channels.append(aligned_context(coarse, tile.y, tile.x, s, side))
-    return np.stack(channels)
+    """`tile_contexts` of one tile, NumPy in and out (training data is built with it)."""
+    return tile_contexts(role, [tile], side, as_tensor(g), None if mid is None else as_tensor(mid), aligned)[0].numpy()
 
 
 def full_size(patch: Bundle) -> int:
@@ -134,15 +173,17 @@ def full_size(patch: Bundle) -> int:
     return int(patch.manifest.get("full_size") or patch.image_size * int(patch.k) ** 2)
 
 
-def image_context(working01: np.ndarray, patch: Bundle) -> Callable[[tiling.Tile], np.ndarray]:
-    """Patch-model contexts for the tiles of a real square image ([0, 1]) at the model's scale: the mid-resolution
-    image is the image resized by 1/k, the global image the image resized to s (as in super-resolution)."""
+def image_contexts(working01: np.ndarray, patch: Bundle, tiles: Sequence[tiling.Tile],
+                   device: torch.device | str) -> torch.Tensor:
+    """Patch-model contexts (N, C, s, s) on `device` for tiles of a real square image ([0, 1]) at the model's scale:
+    the mid-resolution image is the image resized by 1/k, the global image the image resized to s (as in
+    super-resolution)."""
     from MammoSynthLogic.preparation import resize
 
     s, k, n = patch.image_size, int(patch.k), working01.shape[0]
-    mid = resize(working01, (max(s, round(n / k)),) * 2) * 2 - 1
-    g = resize(working01, (s, s)) * 2 - 1
-    return lambda t: context_channels("mambo-patch", t, n, g, mid, aligned=patch.aligned_context)
+    mid = as_tensor(resize(working01, (max(s, round(n / k)),) * 2) * 2 - 1).to(device)
+    g = as_tensor(resize(working01, (s, s)) * 2 - 1).to(device)
+    return tile_contexts("mambo-patch", tiles, n, g, mid, aligned=patch.aligned_context)
 
 
 def background_mask(coarse01: np.ndarray, shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
@@ -185,25 +226,27 @@ class MamboPipeline:
 
         # Stage 1: the global image from noise (or the given context for super-resolution).
         if global01 is None:
-            g = self.sample_global(seed, settings, counters["global"], reporter)
+            g_model = self.sample_global(seed, settings, counters["global"], reporter)
         else:
-            g = np.asarray(global01, dtype=np.float32) * 2 - 1
+            g_model = np.asarray(global01, dtype=np.float32) * 2 - 1
+        g01, g = to01(g_model), as_tensor(g_model).to(self.device)
 
         # Stage 2: mid-resolution canvas; context = [global shifted to the tile centre, global].
-        def mid_context(t: tiling.Tile) -> np.ndarray:
-            return context_channels("mambo-local", t, mid_size, g, aligned=self.local.aligned_context)
-
-        mid = self.run_stage("mid", self.local, (mid_size, mid_size), mid_context, background_mask(to01(g), (mid_size,) * 2),
-                             seed, settings, counters["mid"], tiles_used, reporter, coarse=g)
+        mid = self.run_stage("mid", self.local, mid_size,
+                             lambda tiles: tile_contexts("mambo-local", tiles, mid_size, g,
+                                                         aligned=self.local.aligned_context),
+                             background_mask(g01, (mid_size,) * 2), seed, settings, counters["mid"], tiles_used,
+                             reporter, coarse=g)
+        mid01 = to01(mid.cpu().numpy())
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
-        def full_context(t: tiling.Tile) -> np.ndarray:
-            return context_channels("mambo-patch", t, size, g, mid, aligned=self.patch.aligned_context)
-
-        full = self.run_stage("full", self.patch, (size, size), full_context, background_mask(to01(mid), (size, size)),
-                              seed, settings, counters["full"], tiles_used, reporter, coarse=mid)
-        return MamboResult(image=to01(full), mid=to01(mid), global_image=to01(g), counters=counters, tiles=tiles_used,
-                           settings=settings)
+        full = self.run_stage("full", self.patch, size,
+                              lambda tiles: tile_contexts("mambo-patch", tiles, size, g, mid,
+                                                          aligned=self.patch.aligned_context),
+                              background_mask(mid01, (size, size)), seed, settings, counters["full"], tiles_used,
+                              reporter, coarse=mid)
+        return MamboResult(image=to01(full.cpu().numpy()), mid=mid01, global_image=g01,
+                           counters=counters, tiles=tiles_used, settings=settings)
 
     def upscale(self, prepared01: np.ndarray, seed: int, settings: MamboSettings,
                 reporter: Optional[Reporter] = None) -> MamboResult:
@@ -217,93 +260,94 @@ class MamboPipeline:
         s = self.s
         gens = generators(seed, [("global",)])
         scheduler = make_scheduler(settings.global_sampler, self.global_.scheduler_config)
-        x = sample(unet_predictor(self.global_.unet, None, counter), scheduler,
-                   randn((1, 1, s, s), gens, self.device), gens, settings.global_steps, eta=settings.global_eta,
+        unet = compiled(self.global_.unet, self.device, settings.compile)
+        x = sample(unet_predictor(unet, None, counter), scheduler, randn((1, 1, s, s), gens, self.device), gens,
+                   settings.global_steps, eta=settings.global_eta,
                    on_step=lambda i, n: reporter.update("global image", i, n))
         return x[0, 0].cpu().numpy().astype(np.float32)
 
-    def run_stage(self, stage: str, bundle: Bundle, shape: tuple[int, int], context: Callable[[tiling.Tile], np.ndarray],
-                  mask: np.ndarray, seed: int, settings: MamboSettings, counter: Counter,
-                  tiles_used: dict, reporter: Reporter, coarse: np.ndarray) -> np.ndarray:
-        """One tiled stage on a float32 canvas in model space; tiles outside `mask` stay background. With
+    def run_stage(self, stage: str, bundle: Bundle, side: int,
+                  contexts: Callable[[list[tiling.Tile]], torch.Tensor], mask: np.ndarray, seed: int,
+                  settings: MamboSettings, counter: Counter, tiles_used: dict, reporter: Reporter,
+                  coarse: torch.Tensor) -> torch.Tensor:
+        """One tiled stage on a side × side device canvas in model space; tiles outside `mask` stay background. With
         `settings.strength` < 1 the tiles start from `coarse` (the previous stage) upsampled to the canvas."""
-        all_tiles = tiling.grid(shape[0], shape[1], self.s, settings.overlap)
+        dev = self.device
+        all_tiles = tiling.grid(side, side, self.s, settings.overlap)
         tiles = tiling.active(all_tiles, mask) if settings.skip_background else all_tiles
         tiles_used[stage] = (len(tiles), len(all_tiles))
-        canvas = np.full(shape, BACKGROUND, dtype=np.float32)
+        canvas = torch.full((side, side), BACKGROUND, device=dev)
         if not tiles:
             return canvas
-        chunk = settings.chunk or default_chunk(self.device)
-        start = aligned_context(coarse, 0, 0, shape[0], shape[0]) if settings.strength < 1 else None
+        chunk = settings.chunk or default_chunk(dev)
+        unet = compiled(bundle.unet, dev, settings.compile)
+        start = resampled_crops(coarse, [0], [0], side, side)[0] if settings.strength < 1 else None
         if settings.tiling == "parallel":
-            canvas = self.parallel_stage(stage, bundle, canvas, tiles, context, seed, settings, counter, chunk,
-                                         reporter, start)
+            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, contexts(tiles), side, seed,
+                                         settings, counter, chunk, reporter, start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
-            done = np.zeros(shape, dtype=bool)
+            done = torch.zeros((side, side), dtype=torch.bool, device=dev)
             for gi, group in enumerate(groups):
-                self.sample_tiles(stage, bundle, canvas, done, group, context, seed, settings, counter, chunk,
+                self.sample_tiles(stage, unet, bundle.scheduler_config, canvas, done, group, contexts(group), seed,
+                                  settings, counter, chunk,
                                   on_step=lambda i, n, gi=gi: reporter.update(f"{stage} tiles", gi * n + i,
                                                                               len(groups) * n),
                                   start=start)
         if start is not None:  # outside the coarser stage's breast, or where it is background, this one is too
-            keep = (mask > 0.5) & (start >= BACKGROUND + 2 * BACKGROUND_TOLERANCE)
-            canvas = np.where(keep, canvas, np.float32(BACKGROUND))
+            keep = torch.from_numpy(mask > 0.5).to(dev) & (start >= BACKGROUND + 2 * BACKGROUND_TOLERANCE)
+            canvas = canvas.masked_fill(~keep, BACKGROUND)
         return canvas
 
-    def sample_tiles(self, stage: str, bundle: Bundle, canvas: np.ndarray, done: np.ndarray, group: list[tiling.Tile],
-                     context: Callable, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
-                     on_step: Callable[[int, int], None], start: Optional[np.ndarray] = None) -> None:
+    def sample_tiles(self, stage: str, unet, scheduler_config: dict, canvas: torch.Tensor, done: torch.Tensor,
+                     group: list[tiling.Tile], ctx: torch.Tensor, seed: int, settings: MamboSettings,
+                     counter: Counter, chunk: int, on_step: Callable[[int, int], None],
+                     start: Optional[torch.Tensor] = None) -> None:
         """Denoise tiles that do not depend on each other as one batch; finished pixels are re-noised, not resampled."""
         s, dev = self.s, self.device
         gens = generators(seed, [(stage, t.row, t.col) for t in group])
-        ctx = torch.from_numpy(np.stack([context(t) for t in group])).to(dev)
-        known = torch.from_numpy(np.stack([canvas[t.slices] for t in group])[:, None]).to(dev)
-        known_mask = torch.from_numpy(np.stack([done[t.slices] for t in group])[:, None]).to(dev)
-        scheduler = make_scheduler(settings.sampler, bundle.scheduler_config)
-        x0 = None if start is None else torch.from_numpy(np.stack([start[t.slices] for t in group])[:, None]).to(dev)
-        x = sample(unet_predictor(bundle.unet, ctx, counter, chunk), scheduler, randn((len(group), 1, s, s), gens, dev),
-                   gens, settings.steps, eta=settings.eta, known=known, known_mask=known_mask, on_step=on_step,
+        index = tiling.TileIndex(group, dev)
+        x0 = None if start is None else index.gather(start)[:, None]
+        x = sample(unet_predictor(unet, ctx, counter, chunk), make_scheduler(settings.sampler, scheduler_config),
+                   randn((len(group), 1, s, s), gens, dev), gens, settings.steps, eta=settings.eta,
+                   known=index.gather(canvas)[:, None], known_mask=index.gather(done)[:, None], on_step=on_step,
                    start=x0, strength=settings.strength)
-        out = x[:, 0].cpu().numpy()
-        for t, tile_out in zip(group, out):
-            new = ~done[t.slices]
-            canvas[t.slices][new] = tile_out[new]
+        for t, tile_out in zip(group, x[:, 0]):  # finished pixels came back exactly, so overlaps agree
+            canvas[t.slices] = tile_out
             done[t.slices] = True
 
-    def parallel_stage(self, stage: str, bundle: Bundle, canvas: np.ndarray, tiles: list[tiling.Tile],
-                       context: Callable, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
-                       reporter: Reporter, start: Optional[np.ndarray] = None) -> np.ndarray:
-        """All tiles each step: blended noise predictions, one scheduler step on the whole canvas."""
-        dev = self.device
-        h, w = canvas.shape
-        weights, inv = tiling.blend_weights(tiles, canvas.shape, settings.overlap)
-        covered = inv > 0
+    def parallel_stage(self, stage: str, unet, scheduler_config: dict, tiles: list[tiling.Tile], ctx: torch.Tensor,
+                       side: int, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
+                       reporter: Reporter, start: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side).
+        Every per-step buffer is allocated once: U-Net input (context channels filled once), tile and canvas noise."""
+        dev, s, n = self.device, self.s, len(tiles)
+        index = tiling.TileIndex(tiles, dev)
+        weights, inv = tiling.blend_weights(tiles, (side, side), settings.overlap)
+        covered = torch.from_numpy(inv > 0).to(dev)
         inv, w_t = torch.from_numpy(inv).to(dev), torch.from_numpy(weights).to(dev)
+        inp = torch.empty((n, 1 + ctx.shape[1], s, s), device=dev)
+        inp[:, 1:] = ctx
+        del ctx
+        eps_tiles = torch.empty((n, s, s), device=dev)
+        eps = torch.empty((1, 1, side, side), device=dev)
 
-        # The canvas steps as (rows, 1, 1, columns): elementwise updates are the same, and DPM-Solver++'s
-        # thresholding (a per-sample quantile, clamped to 1) stays within torch.quantile's size limit.
         def predict(x: torch.Tensor, t) -> torch.Tensor:
-            img = x.view(h, w)
-            eps = torch.zeros((h, w), dtype=torch.float32, device=dev)
-            for group in tiling.chunks(tiles, chunk):
-                inp = torch.stack([torch.cat([img[t_.slices][None],
-                                              torch.from_numpy(context(t_)).to(dev)]) for t_ in group])
-                out = forward(bundle.unet, inp, t, dev)
-                counter.forwards += len(group)
+            index.gather(x[0, 0], out=inp[:, 0])
+            for i in range(0, n, chunk):
+                eps_tiles[i:i + chunk] = forward(unet, inp[i:i + chunk], t, dev)[:, 0]
+                counter.forwards += min(chunk, n - i)
                 counter.batches += 1
-                for t_, o in zip(group, out):
-                    eps[t_.slices] += w_t * o[0]
-            return (eps * inv).view(h, 1, 1, w)
+            index.scatter_add(eps[0, 0].zero_(), eps_tiles.mul_(w_t))
+            # the samplers used here read the returned noise within step() and keep only what they derive from it
+            return eps.mul_(inv)
 
         gens = generators(seed, [(stage, "canvas")])
-        scheduler = make_scheduler(settings.sampler, bundle.scheduler_config)
-        x0 = None if start is None else torch.from_numpy(start).to(dev).view(h, 1, 1, w)
-        x = sample(predict, scheduler, randn((1, 1, h, w), gens, dev).view(h, 1, 1, w), gens, settings.steps,
-                   eta=settings.eta, on_step=lambda i, n: reporter.update(f"{stage} tiles", i, n), start=x0,
-                   strength=settings.strength)
-        out = x.view(h, w).cpu().numpy()
-        return np.where(covered, out, np.float32(BACKGROUND)).astype(np.float32)
+        scheduler = make_scheduler(settings.sampler, scheduler_config)
+        x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
+                   on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
+                   start=None if start is None else start[None, None], strength=settings.strength)
+        return torch.where(covered, x[0, 0], BACKGROUND)
 
 
 def sequential_batches(counters: dict[str, Counter]) -> int:

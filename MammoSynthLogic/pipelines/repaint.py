@@ -21,7 +21,7 @@ from MammoSynthLogic.anomaly import insert_mass
 from MammoSynthLogic.bundles import Bundle, check_mambo_set
 from MammoSynthLogic.devices import default_chunk
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.pipelines.mambo import MamboPipeline, image_context, to01
+from MammoSynthLogic.pipelines.mambo import MamboPipeline, image_contexts, to01
 from MammoSynthLogic.preparation import PrepareTransform, prepare, resize
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, randn, unet_predictor
@@ -87,28 +87,27 @@ class TileCanvas:
         self.window = (slice(y0, y1), slice(x0, x1))
         self.shape = (y1 - y0, x1 - x0)
         self.tiles = [dataclasses.replace(t, y=t.y - y0, x=t.x - x0) for t in tiles]
+        self.index = tiling.TileIndex(self.tiles, device)
         weights, inv = tiling.blend_weights(self.tiles, self.shape, overlap)
         self.inv = torch.from_numpy(inv).to(device)
+        self.covered = self.inv > 0
         self.weights = torch.from_numpy(weights).to(device)
-        self.own = [torch.from_numpy(o).to(device) for o in owners(self.tiles, self.shape, weights)]
-        self.device = device
+        self.own = torch.from_numpy(np.stack(owners(self.tiles, self.shape, weights))).to(device)
 
     def crop(self, canvas: torch.Tensor) -> torch.Tensor:
         """(B, 1, s, s) batch of the tiles' pixels."""
-        return torch.stack([canvas[t.slices] for t in self.tiles])[:, None]
+        return self.index.gather(canvas)[:, None]
 
     def paste(self, canvas: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """`canvas` with each pixel taken from the tile that owns it (in place; returned for chaining)."""
-        for t, own, b in zip(self.tiles, self.own, batch):
-            canvas[t.slices] = torch.where(own, b[0], canvas[t.slices])
-        return canvas
+        """`canvas` with each pixel taken from the tile that owns it (in place; returned for chaining): every covered
+        pixel has exactly one owner, so the sum of the owner-masked tiles is that tile's value exactly."""
+        owned = self.index.scatter_add(torch.zeros_like(canvas), batch[:, 0] * self.own)
+        return canvas.copy_(torch.where(self.covered, owned, canvas))
 
     def blend(self, batch: torch.Tensor) -> torch.Tensor:
         """Weighted mean of overlapping tiles, as a canvas."""
-        out = torch.zeros(self.shape, dtype=torch.float32, device=self.device)
-        for t, b in zip(self.tiles, batch):
-            out[t.slices] += self.weights * b[0]
-        return out * self.inv
+        out = torch.zeros(self.shape, dtype=torch.float32, device=self.inv.device)
+        return self.index.scatter_add(out, batch[:, 0] * self.weights) * self.inv
 
 
 def check_arguments(pixels: np.ndarray, mask: np.ndarray, steps: int, jumps: int, jump_length: int, side: Optional[str],
@@ -163,8 +162,7 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     canvas = TileCanvas(tiles, overlap, device)
     win = canvas.window
 
-    context = image_context(with_lesion(working, work_mask, lesion, seed) if lesion else working, patch)
-    ctx = torch.from_numpy(np.stack([context(t) for t in tiles])).to(device)
+    ctx = image_contexts(with_lesion(working, work_mask, lesion, seed) if lesion else working, patch, tiles, device)
     predict = unet_predictor(patch.unet, ctx, chunk=chunk or default_chunk(device.type))
     gens = generators(seed, [("repaint", t.row, t.col) for t in tiles])
     x0 = torch.from_numpy(working[win] * 2 - 1).to(device)
