@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -221,3 +222,38 @@ def test_the_modules_dual_view_calls_parse_with_the_engines_dualview_command(tmp
     complete = parser.parse_args(engine_command(dualview_arguments(out, complete="/cc.dcm", seed=1))[3:])
     assert (str(complete.complete), complete.laterality, complete.size, complete.keep_identity) == \
         ("/cc.dcm", None, None, False), "the generated view keeps a synthetic identity in its DICOM header"
+
+
+def test_cancel_on_windows_always_ends_the_process_tree(monkeypatch):
+    """The Windows branch, with stand-ins for the OS calls: the engine runs without a console (CREATE_NO_WINDOW), so
+    CTRL_BREAK_EVENT cannot reach it and sending it raises OSError; `taskkill /T /F` must still end the tree."""
+    import SlicerMammoSynthLib.runner as runner
+
+    calls = []
+
+    class WindowsProcess:
+        """subprocess.Popen on Windows, as far as cancel() uses it."""
+
+        pid, returncode = 4242, None
+
+        def send_signal(self, sig):
+            calls.append(("send_signal", sig))
+            raise OSError(6, "The handle is invalid")
+
+        def wait(self, timeout=None):
+            if not any(call[0] == "run" for call in calls):
+                raise subprocess.TimeoutExpired("engine", timeout)  # only taskkill ends it
+            self.returncode = 1
+            return 1
+
+        def poll(self):
+            return self.returncode
+
+    monkeypatch.setattr(runner, "WINDOWS", True)
+    monkeypatch.setattr(runner.signal, "CTRL_BREAK_EVENT", 1, raising=False)
+    monkeypatch.setattr(runner.subprocess, "run", lambda command, **kwargs: calls.append(("run", command)))
+    job = EngineJob(["python", "-m", "MammoSynthLogic", "generate"])
+    job.process = WindowsProcess()
+    job.cancel(grace_s=0.01)
+    assert ("run", ["taskkill", "/T", "/F", "/PID", "4242"]) in calls
+    assert job.cancelled and job.returncode == 1 and not job.running

@@ -105,6 +105,49 @@ class QInputDialog(QDialog):
         return self._text
 
 
+class Widget:
+    """A PythonQt widget as the module's code sees it: properties are attributes, `connect("signal(args)", slot)`
+    records the slot, any other method call is recorded and returns None."""
+
+    def __init__(self):
+        self.text, self.enabled, self.toolTip, self.currentText, self.currentPath = "", True, "", "", ""
+        self.slots: dict[str, list] = {}
+        self.calls: list[tuple] = []
+
+    def connect(self, signal, slot):
+        self.slots.setdefault(signal, []).append(slot)
+
+    def emit(self, signal, *args):
+        for slot in self.slots.get(signal, []):
+            slot(*args)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.calls.append((name, args))
+
+
+class UI:
+    """`slicer.util.childWidgetVariables(uiWidget)`: one Widget per name, made when first used."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        widget = Widget()
+        setattr(self, name, widget)
+        return widget
+
+
+class ScriptedWidget:
+    """ScriptedLoadableModuleWidget: a parent that says whether the module is shown, a layout."""
+
+    def __init__(self, parent=None):
+        self.parent = types.SimpleNamespace(isEntered=True)
+
+    def setup(self):
+        self.layout = Widget()
+
+
 def qt_module() -> types.ModuleType:
     qt = types.ModuleType("qt")
     qt.QIcon = lambda *args: None
@@ -112,6 +155,7 @@ def qt_module() -> types.ModuleType:
     qt.QDialog = QDialog
     qt.QInputDialog = QInputDialog
     qt.Qt = types.SimpleNamespace(UserRole=32)
+    qt.QTableWidgetItem = lambda text="": Widget()
     return qt
 
 
@@ -125,5 +169,5 @@ def standin_modules() -> dict[str, object]:
             parameterNodeWrapper=lambda cls: cls),
         "slicer.ScriptedLoadableModule": types.SimpleNamespace(
             ScriptedLoadableModule=ScriptedModule, ScriptedLoadableModuleLogic=_Base, ScriptedLoadableModuleTest=ScriptedTest,
-            ScriptedLoadableModuleWidget=_Base),
+            ScriptedLoadableModuleWidget=ScriptedWidget),
     }
