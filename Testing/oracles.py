@@ -71,11 +71,12 @@ def mambo_oracles(size: int, k: int, global_clean: Clean, local_clean: Clean, pa
 
 
 def asymmetric_breast(rows: int, cols: int, side: str = "left") -> np.ndarray:
-    """A smooth float32 [0, 1] breast: half-ellipse on the chest-wall `side`, fading away from it, with a bright
-    blob in its upper half, so that a left-right or top-bottom mirror of it is far from it."""
-
+    """A smooth float32 [0, 1] breast: half-ellipse on the chest-wall `side`, fading away from it and softly at its
+    skin line, with a bright blob in its upper half, so that a left-right or top-bottom mirror of it is far from it."""
     y, x = np.mgrid[0:rows, 0:cols].astype(np.float32)
     depth = x if side == "left" else cols - 1 - x
-    inside = (depth / (0.7 * cols)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2 < 1
+    ellipse = np.sqrt((depth / (0.7 * cols)) ** 2 + ((y - rows / 2) / (0.45 * rows)) ** 2)
+    skin = np.clip((1 - ellipse) / 0.25, 0, 1)
     blob = np.exp(-((y - 0.35 * rows) ** 2 + (depth - 0.3 * cols) ** 2) / (2 * (0.08 * rows) ** 2))
-    return np.where(inside, 0.45 + 0.25 * (1 - depth / cols) + 0.25 * blob, 0.0).astype(np.float32)
+    tissue = 0.45 + 0.25 * (1 - depth / cols) + 0.25 * blob
+    return (tissue * skin * skin * (3 - 2 * skin)).astype(np.float32)  # smoothstep to 0 at the skin line
