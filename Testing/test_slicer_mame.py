@@ -30,8 +30,6 @@ from MammoSynthLogic import dicom_io  # noqa: E402
 from SlicerMammoSynthLib.runner import engine_command  # noqa: E402
 
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
-SCREENSHOT = Path("/tmp/slicer_mame_ui.png")
-DOCS_PNG = ROOT / "docs" / "images" / "slicer-text-inpaint.png"
 PANEL_SIZE = (440, 1760)
 # kept in step by the widget's own code (the folder fields through PATH_FIELDS)
 UNBOUND = {"textVendor", "inpaintSegmentation", "inpaintSegmentID", "textModelPath", "inpaintModelPath"}
@@ -345,9 +343,8 @@ def test_text_and_inpaint_panels_bind_every_new_parameter(app):
         assert isinstance(control, kinds[kind]), f"{name}: {kind} bound to {type(control).__name__}"
         if "WithinRange" in calls:
             low, high = (float(a.value) for a in calls["WithinRange"])
-            span = (control.minimum(), control.maximum()) if kind == "int" else (control.minimum, control.maximum)
+            span, value = ui_test.range_and_value(control, kind)
             assert span == (low, high)
-            value = control.value() if kind == "int" else control.value
             assert value == pytest.approx(default), f"{name} opens at {value}, not {default}"
     vendor = panel.findChild(QtWidgets.QComboBox, "textVendorComboBox")
     assert vendor.isEditable() and "SlicerParameterName" not in [bytes(p).decode() for p in
@@ -355,7 +352,7 @@ def test_text_and_inpaint_panels_bind_every_new_parameter(app):
     panel.deleteLater()
 
 
-def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene, loaded_view):
+def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene, loaded_view, tmp_path):
     from PySide6 import QtWidgets
 
     ui_test, stand_ins, panel = _load_panel(app)
@@ -397,11 +394,11 @@ def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene
         child = panel.findChild(QtWidgets.QWidget, name)
         assert child.isVisible() and child.mapTo(panel, child.rect().bottomLeft()).y() < PANEL_SIZE[1], name
     image = panel.grab().toImage()
-    assert image.save(str(SCREENSHOT), "PNG") and SCREENSHOT.stat().st_size > 5000
     top = text.mapTo(panel, text.rect().topLeft()).y()
     bottom = inpaint.mapTo(panel, inpaint.rect().bottomLeft()).y()
-    DOCS_PNG.parent.mkdir(parents=True, exist_ok=True)
-    assert image.copy(0, top - 4, PANEL_SIZE[0], bottom - top + 10).save(str(DOCS_PNG), "PNG")
+    png = ui_test.screenshot_path(tmp_path, "slicer-text-inpaint.png")
+    assert image.copy(0, top - 4, PANEL_SIZE[0], bottom - top + 10).save(str(png), "PNG")
+    assert png.stat().st_size > 5000
     panel.close()
     panel.deleteLater()
 
