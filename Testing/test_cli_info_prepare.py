@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from dicom_factory import bad_inputs, mammogram_dataset, save, synthetic_breast
 
@@ -99,3 +100,67 @@ def test_progress_json_lines(real_dicoms, tmp_path):
     assert [e["type"] for e in events][-1] == "result"
     assert any(e["type"] == "progress" and e["done"] == e["total"] for e in events)
     assert Path(events[-1]["prepared_png"]).exists()
+
+
+def test_every_info_field_and_pairs_on_files_with_known_answers(tmp_path, capsys):
+    """Three constructed files whose every header fact is known; `--pairs` groups the CC and MLO of one breast."""
+    from MammoSynthLogic.cli import main
+
+    left = synthetic_breast(256, 192, side="left")
+    save(mammogram_dataset(left, PatientID="P1", StudyInstanceUID="1.2.3", PixelSpacing=[0.07, 0.08]),
+         tmp_path / "a_lcc.dcm")
+    mlo = mammogram_dataset(left, PatientID="P1", StudyInstanceUID="1.2.3", ViewPosition="MLO")
+    del mlo.ImageLaterality
+    mlo.Laterality = "L"
+    save(mlo, tmp_path / "b_lmlo.dcm")
+    inverted = (4095 - (synthetic_breast(256, 192, side="right") >> 4)).astype(np.uint16)  # tissue shown bright
+    right = mammogram_dataset(inverted, PatientID="P1",
+                              StudyInstanceUID="1.2.3", BitsStored=12, HighBit=11, WindowCenter=2048,
+                              WindowWidth=4096, PhotometricInterpretation="MONOCHROME1", PatientOrientation=["A", "L"])
+    del right.ImageLaterality, right.ViewPosition, right.PixelSpacing
+    save(right, tmp_path / "c_r.dcm")
+    assert main(["info", str(tmp_path), "--pairs"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    records, groups = lines[:3], lines[3:]
+    half_ellipse = np.pi * 0.6 * 0.42 / 2  # synthetic_breast: half an ellipse of semi-axes 0.6·cols and 0.42·rows
+    common = {"modality": "MG", "rows": 256, "columns": 192, "transfer_syntax": "Explicit VR Little Endian"}
+    expected = [
+        {**common, "path": str(tmp_path / "a_lcc.dcm"), "pixel_spacing_mm": [0.07, 0.08], "photometric": "MONOCHROME2",
+         "bits_stored": 16, "view": "CC", "view_source": "ViewPosition", "laterality": "L",
+         "laterality_source": "ImageLaterality", "breast_side": "left", "voi": None, "breast_group": "P1|1.2.3|L"},
+        {**common, "path": str(tmp_path / "b_lmlo.dcm"), "pixel_spacing_mm": [0.1, 0.1], "photometric": "MONOCHROME2",
+         "bits_stored": 16, "view": "MLO", "view_source": "ViewPosition", "laterality": "L",
+         "laterality_source": "Laterality", "breast_side": "left", "voi": None, "breast_group": "P1|1.2.3|L"},
+        {**common, "path": str(tmp_path / "c_r.dcm"), "pixel_spacing_mm": None, "photometric": "MONOCHROME1",
+         "bits_stored": 12, "view": None, "view_source": None, "laterality": "R",
+         "laterality_source": "PatientOrientation", "breast_side": "right", "voi": "window",
+         "breast_group": "P1|1.2.3|R"},
+    ]
+    for record, want in zip(records, expected):
+        assert set(record) == set(want) | {"breast_area_fraction"}  # a new field needs a known answer here
+        assert {k: record[k] for k in want} == want
+        assert record["breast_area_fraction"] == pytest.approx(half_ellipse, abs=0.03)
+    assert groups == [{"breast_group": "P1|1.2.3|L", "images": [f"CC:{tmp_path / 'a_lcc.dcm'}",
+                                                                f"MLO:{tmp_path / 'b_lmlo.dcm'}"]},
+                      {"breast_group": "P1|1.2.3|R", "images": [f"None:{tmp_path / 'c_r.dcm'}"]}]
+
+
+def test_prepared_image_is_the_mirrored_source_and_multiple_sets_its_side(tmp_path):
+    """A right breast comes out chest wall left, pixel for pixel the mirror of the source inside the breast, padded
+    to the next multiple of --multiple."""
+    from PIL import Image
+
+    from MammoSynthLogic.cli import main
+    from MammoSynthLogic.dicom_io import read_mammogram
+
+    src = save(mammogram_dataset(synthetic_breast(300, 200, side="right")), tmp_path / "r.dcm")
+    for multiple, side in ((256, 512), (128, 384)):
+        out = tmp_path / f"p{multiple}"
+        assert main(["prepare", str(src), "--out", str(out), "--multiple", str(multiple), "--quiet"]) == 0
+        prepared = np.asarray(Image.open(out / "prepared.png")).astype(np.float64) / 65535
+        region = np.asarray(Image.open(out / "region.png")) > 0
+        assert prepared.shape == (side, side)
+        mirrored = read_mammogram(src).pixels[:, ::-1]
+        inside = region[:300, :200]
+        assert inside[:, :10].mean() > 0.8 and not region[:, 200:].any() and not region[300:].any()
+        np.testing.assert_allclose(prepared[:300, :200][inside], mirrored[inside], atol=1 / 65535)
