@@ -138,17 +138,55 @@ def test_an_unlisted_or_removed_file_is_caught(tmp_path):
     assert any(p.startswith("module: listed but missing") and p.endswith("runner.py") for p in found)
 
 
+def _extension_metadata() -> tuple[str, dict[str, str]]:
+    """(project name, EXTENSION_* values) of the top-level CMakeLists.txt."""
+    text = (ROOT / "CMakeLists.txt").read_text()
+    return re.search(r"^project\((\w+)\)", text, re.MULTILINE).group(1), \
+        dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', text))
+
+
 def test_extension_metadata():
     text = (ROOT / "CMakeLists.txt").read_text()
-    values = dict(re.findall(r'set\((EXTENSION_\w+) "([^"]*)"\)', text))
+    _, values = _extension_metadata()
     for key in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert values.get(f"EXTENSION_{key}"), f"EXTENSION_{key} is not set"
-    assert values["EXTENSION_CATEGORY"] == "Mammography"
     assert values["EXTENSION_DEPENDS"] == "PyTorch"
+    assert "Requires 3D Slicer 5.10 or newer" in values["EXTENSION_DESCRIPTION"]
     assert "add_subdirectory(SlicerMammoSynth)" in text
-    icon = values["EXTENSION_ICONURL"].split("/main/", 1)[1]
-    screenshot = values["EXTENSION_SCREENSHOTURLS"].split("/main/", 1)[1]
-    assert (ROOT / icon).is_file() and (ROOT / screenshot).is_file()
+    for url in [values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()]:
+        # raw download URLs of files in this repository, as the index's checker fetches them
+        prefix = "https://raw.githubusercontent.com/SlicerMammoSynth/SlicerMammoSynth/main/"
+        assert url.startswith(prefix) and url.endswith(".png"), url
+        assert (ROOT / url[len(prefix):]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
+
+
+# Slicer/ExtensionsIndex: schemas/slicer-extension-catalog-entry-schema-v1.0.2.json (its required keys and
+# properties) and scripts/check_description_files.py (name, category, scm_url, CMakeLists.txt consistency).
+INDEX_SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#"
+INDEX_REQUIRED = {"$schema", "category", "scm_url"}
+INDEX_PROPERTIES = INDEX_REQUIRED | {"scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+                                     "build_subdirectory", "enabled", "tier"}
+
+
+def test_extensions_index_entry():
+    import json
+
+    project, values = _extension_metadata()
+    entries = [p for p in ROOT.glob("*.json")]
+    assert [p.name for p in entries] == [f"{project}.json"], "one entry, named after the CMake project"
+    raw = entries[0].read_bytes()
+    assert b"\r" not in raw, "LF line endings only"
+    entry = json.loads(raw)
+    assert INDEX_REQUIRED <= set(entry) <= INDEX_PROPERTIES
+    assert entry["$schema"] == INDEX_SCHEMA
+    assert not project.lower().startswith("slicer"), "the index refuses extension names that start with Slicer"
+    assert re.fullmatch(r"https://github\.com/SlicerMammoSynth/Slicer\w+\.git", entry["scm_url"]), \
+        "https, and a repository name that starts with Slicer"
+    assert entry["category"] == values["EXTENSION_CATEGORY"] == "Image Synthesis"  # one of the index's categories
+    assert entry["build_dependencies"] == values["EXTENSION_DEPENDS"].split()
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    assert entry["scm_revision"] == "main" and entry["build_subdirectory"] == "."
+    assert values["EXTENSION_ICONURL"].split("/main/")[0].endswith(entry["scm_url"].rsplit("/", 1)[1][:-4])
 
 
 def test_module_installs_the_engines_requirements():
