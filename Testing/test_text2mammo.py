@@ -143,13 +143,17 @@ def test_cli_dicom_valid_synthetic_reproducible_and_mirrored(model_dir, tmp_path
 def test_cli_like_a_real_image_and_progress_json(model_dir, tmp_path, capsys):
     src = save(mammogram_dataset(synthetic_breast(256, 192), ViewPosition="CC", ImageLaterality="R",
                                  Manufacturer="HOLOGIC, Inc."), tmp_path / "src.dcm")
-    out = tmp_path / "like.png"
+    out = tmp_path / "like.dcm"
     assert main(["text2mammo", "--model", str(model_dir), "--like", str(src), "--density", "B", "--steps", "2",
                  "--seed", "3", "--out", str(out), "--progress-json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["done"] for line in lines if line["type"] == "progress"] == [1, 2]
     assert lines[-1] == {"type": "result", "outputs": [str(out)], "seed": 3}
-    assert out.is_file()
+    # vendor, view, laterality and area come from the real image (its half-ellipse covers 40 % of it: "medium"),
+    # the density from the option
+    assert read_provenance(out)["prompt"] == "a hologic mammogram in CC view with medium area and low density"
+    written = pydicom.dcmread(out)
+    assert (written.ViewPosition, written.Laterality) == ("CC", "R")
 
 
 def test_cli_bad_output_type_fails_before_loading(tmp_path, capsys):
