@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+OPTIMIZERS = ("adam", "adamw", "adam8bit", "adamw8bit")
 ROLES = ("mambo-global", "mambo-local", "mambo-patch", "dualview", "mame-vae", "mame-text", "mame-inpaint")
 
 
@@ -80,7 +81,7 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam | adamw (the dual-view papers use AdamW)
+    optimizer: str = "adam"  # adam | adamw (the dual-view papers use AdamW) | adam8bit | adamw8bit (bitsandbytes)
     init_from: str = ""  # start from a bundle / diffusers UNet folder / hub id instead of random weights
     max_grad_norm: float = 1.0
     batch_size: int = 8  # per process
@@ -89,7 +90,9 @@ class TrainConfig:
     max_minutes: float | None = None  # stop early (and save) after this wall time
     lr_scheduler: str = "constant_with_warmup"  # any diffusers.optimization scheduler name
     lr_warmup_steps: int = 500
-    mixed_precision: str = "no"  # no | fp16 | bf16
+    mixed_precision: str = "no"  # no | fp16 | bf16 (bf16 autocast also runs on CPU)
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30 % slower
+    compile: str = "no"  # torch.compile backend through accelerate: no | inductor (CUDA) | eager (tests) | ...
     cpu: bool = False
     num_threads: int | None = None  # torch.set_num_threads on CPU runs
     # diffusion (MAMBO: linear betas 1e-4..0.02, T=1000)
@@ -126,8 +129,8 @@ class TrainConfig:
         """Raise ValueError on settings that cannot work."""
         if self.role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {self.role!r}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be adam or adamw, not {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
         if self.image_size % 2 ** (len(self.model.block_out_channels) - 1):
             raise ValueError("image_size must be divisible by 2**(number of U-Net levels - 1)")
         if self.k < 1:

@@ -77,6 +77,21 @@ def pixel_preview(config: TrainConfig, dataset, noise_scheduler) -> Callable[[to
     return preview_fn
 
 
+def optimizer_step(accelerator, model, optimizer, loss_fn: LossFn, batch: dict, alphas_cumprod: torch.Tensor,
+                   max_grad_norm: float | None) -> torch.Tensor:
+    """One forward and backward pass under autocast and gradient accumulation, clipping, optimizer step; the
+    detached loss."""
+    with accelerator.accumulate(model):
+        with accelerator.autocast():
+            loss = loss_fn(model, batch, alphas_cumprod)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and max_grad_norm:
+            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
 def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, model=None,
           loss_fn: LossFn | None = None, preview_fn: Callable[[torch.nn.Module], np.ndarray] | None = None,
           export_fn: Callable[..., Path] | None = None) -> dict:
@@ -90,13 +105,14 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
 
     from .datasets import MamboDataset, StepSampler
     from .export import export_bundle
-    from .models import build_noise_scheduler, build_unet, copy_weights, load_base_unet
+    from .models import (build_noise_scheduler, build_optimizer, build_unet, copy_weights, enable_memory_options,
+                         load_base_unet)
     from .previews import save_preview
 
     started = time.monotonic()
     out = Path(config.output_dir)
     accelerator = Accelerator(
-        cpu=config.cpu, mixed_precision=config.mixed_precision,
+        cpu=config.cpu, mixed_precision=config.mixed_precision, dynamo_backend=config.compile,
         gradient_accumulation_steps=config.gradient_accumulation_steps, log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(out), logging_dir=str(out / "logs")))
     if config.num_threads and accelerator.device.type == "cpu":
@@ -122,9 +138,8 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
     noise_scheduler = build_noise_scheduler(config)
     ema = EMAModel(model.parameters(), decay=config.ema_decay, use_ema_warmup=config.ema_warmup,
                    power=config.ema_power, model_cls=type(model), model_config=getattr(model, "config", None))
-    optimizer_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
-    optimizer = optimizer_cls(model.parameters(), lr=config.learning_rate,
-                              betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay)
+    enable_memory_options(model, config)
+    optimizer = build_optimizer(config, model)
     lr_scheduler = get_scheduler(config.lr_scheduler, optimizer, num_warmup_steps=config.lr_warmup_steps,
                                  num_training_steps=config.max_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -145,7 +160,7 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
         sampler=StepSampler(start=step * accum * batch, rank=rank, world_size=world))
     batches = iter(loader)
     seen: list[int] = []
-    unwrapped = accelerator.unwrap_model(model)
+    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
     alphas = noise_scheduler.alphas_cumprod.to(accelerator.device)
     loss_fn = loss_fn or pixel_loss(config)
     preview_fn = preview_fn or pixel_preview(config, dataset, noise_scheduler)
@@ -181,15 +196,8 @@ def train(config: TrainConfig, resume: str | None = "latest", *, dataset=None, m
             if config.log_sample_ids:
                 seen.extend(int(i) for i in sample["index"])
             batch = {k: v.to(accelerator.device) for k, v in sample.items() if isinstance(v, torch.Tensor)}
-            with accelerator.accumulate(model):
-                with accelerator.autocast():
-                    loss = loss_fn(model, batch, alphas)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.detach().item())
+            losses.append(optimizer_step(accelerator, model, optimizer, loss_fn, batch, alphas,
+                                         config.max_grad_norm).item())
         lr_scheduler.step()
         ema.step(unwrapped.parameters())
         step += 1

@@ -78,3 +78,30 @@ def grey_to_rgb(unet: UNet2DModel) -> UNet2DModel:
     state["conv_out.bias"] = state["conv_out.bias"].repeat(3)
     rgb.load_state_dict(state)
     return rgb
+
+
+def enable_memory_options(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Gradient checkpointing on every diffusers / transformers part of `model` that supports it (config switch)."""
+    if not config.gradient_checkpointing:
+        return
+    for module in model.modules():
+        if getattr(module, "_supports_gradient_checkpointing", False) and hasattr(module, "enable_gradient_checkpointing"):
+            module.enable_gradient_checkpointing()
+        elif getattr(module, "supports_gradient_checkpointing", False):  # transformers (the CLIP text encoder)
+            module.gradient_checkpointing_enable()
+
+
+def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam / AdamW of the config on the trainable parameters; the 8-bit ones from bitsandbytes."""
+    name = config.optimizer
+    if name.endswith("8bit"):
+        try:
+            import bitsandbytes
+        except ImportError:
+            raise ValueError(f"optimizer {name} needs bitsandbytes (pip install bitsandbytes, CUDA only); "
+                             f"or set optimizer: {name[:-4]}") from None
+        cls = bitsandbytes.optim.AdamW8bit if name == "adamw8bit" else bitsandbytes.optim.Adam8bit
+    else:
+        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate,
+               betas=(config.adam_beta1, config.adam_beta2), weight_decay=config.adam_weight_decay)

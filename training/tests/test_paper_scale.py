@@ -1,0 +1,96 @@
+"""Paper-size models: parameter counts against the papers (meta device), a training and a sampling step at a reduced
+spatial size on CPU with bf16 autocast and gradient checkpointing; the switches themselves checked on a tiny model."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from accelerate import Accelerator
+from training_helpers import tiny_config
+
+from mammosynth_training.models import build_optimizer, build_unet, enable_memory_options
+from mammosynth_training.paper_scale import (PAPER_PARAMETERS, meta_parameter_counts, paper_config, parameters,
+                                             role_parts, sampling_step, training_probe)
+
+
+def test_parameter_counts_match_the_papers():
+    counts = meta_parameter_counts()
+    for role in ("mambo-global", "mambo-local", "mambo-patch"):
+        assert abs(counts[role] / PAPER_PARAMETERS["mambo"] - 1) < 0.01, counts[role]  # 77.4M: "78M"
+    assert abs(counts["dualview"] / PAPER_PARAMETERS["celebahq"] - 1) < 0.005  # 113.7M
+    assert abs(counts["sd2-base-unet"] / PAPER_PARAMETERS["sd2-base-unet"] - 1) < 0.001  # 865.9M
+    assert counts["sd2-base-inpaint-unet"] - counts["sd2-base-unet"] == 320 * 5 * 3 * 3  # 5 more input channels
+    assert abs(counts["sd2-base-text-encoder"] / 340.4e6 - 1) < 0.001 and abs(counts["sd-vae"] / 83.65e6 - 1) < 0.001
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["paper-patch", "dualview-paper"])
+def test_paper_size_training_and_sampling_step_on_cpu(name):
+    torch.set_num_threads(2)
+    # 32 px is the 6-level U-Net's smallest input: full depth and width at 1/64 of the paper's pixels
+    config = paper_config(name, image_size=32, cpu=True, gradient_checkpointing=True, init_from="")
+    result = training_probe(config, batch_size=2, steps=0)  # one optimizer step
+    model = result["model"]
+    assert result["parameters"] == parameters(build_unet(config)) > 77e6 and math.isfinite(result["loss"])
+    assert result["weights_moved"] and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+    x = torch.randn(2, config.noised_channels, 32, 32, generator=torch.Generator().manual_seed(0))
+    context = torch.rand(2, config.in_channels - config.noised_channels, 32, 32) * 2 - 1 \
+        if config.in_channels > config.noised_channels else None
+    out = sampling_step(model.eval(), result["scheduler"], x, context)
+    assert out.shape == x.shape and torch.isfinite(out).all() and (out - x).abs().mean() > 1e-3
+
+
+def _reset_accelerate() -> None:
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def _grads(config, batch, checkpointing: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model, loss_fn, _, scheduler = role_parts(config, 2)
+    config.gradient_checkpointing = checkpointing
+    enable_memory_options(model, config)
+    model.train()
+    torch.manual_seed(1)
+    loss_fn(model, batch, scheduler.alphas_cumprod).backward()
+    return {n: p.grad for n, p in model.named_parameters()}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    config = tiny_config(tmp_path, tmp_path, role="mambo-patch")
+    batch = role_parts(config, 2)[2]
+    plain, checkpointed = _grads(config, batch, False), _grads(config, batch, True)
+    for name, grad in plain.items():  # the same computation, recomputed: equal up to float reordering
+        torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_autocast_runs_on_cpu_and_stays_close_to_float32(tmp_path):
+    seen = []
+    losses = {}
+    for precision in ("no", "bf16"):
+        config = tiny_config(tmp_path, tmp_path, role="mambo-patch", mixed_precision=precision)
+        torch.manual_seed(0)
+        model, loss_fn, batch, scheduler = role_parts(config, 4)
+        model.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        _reset_accelerate()
+        accelerator = Accelerator(cpu=True, mixed_precision=precision)
+        with accelerator.autocast():
+            torch.manual_seed(1)
+            losses[precision] = loss_fn(model, batch, scheduler.alphas_cumprod).item()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert abs(losses["bf16"] / losses["no"] - 1) < 0.05, losses  # bf16 keeps ~3 significant digits
+
+
+def test_8bit_adam_without_bitsandbytes_is_a_clear_error(tmp_path):
+    try:
+        import bitsandbytes  # noqa: F401
+        pytest.skip("bitsandbytes is installed")
+    except ImportError:
+        pass
+    config = tiny_config(tmp_path, tmp_path, optimizer="adam8bit")
+    with pytest.raises(ValueError, match="needs bitsandbytes"):
+        build_optimizer(config, build_unet(config))
