@@ -10,28 +10,15 @@ import torch
 
 from dicom_factory import dciodvfy_errors, synthetic_breast
 from MammoSynthLogic import dualview, dualview_metrics
-from MammoSynthLogic.bundles import load_bundle, save_bundle
+from MammoSynthLogic.bundles import load_bundle
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines.dualview import DualViewPipeline, DualViewSettings
 from MammoSynthLogic.sampling import make_scheduler
-from tiny_bundles import ddpm_scheduler
+from tiny_bundles import tiny_dualview_bundle
 
 torch.set_num_threads(1)
 S = 64  # the smallest side read_mammogram accepts, so written pairs can be read back
-
-
-def tiny_dualview_bundle(folder, size: int = S, seed: int = 0):
-    """A random 3-in/3-out UNet2DModel saved as a dualview bundle."""
-    from diffusers import UNet2DModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                       layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=8)
-    manifest = {"role": "dualview", "version": "test", "step": 0, "training_data": "none (random weights)",
-                "config": {"data": {"blue_channel": "diff"}}}
-    return save_bundle(folder, unet, ddpm_scheduler(), manifest)
 
 
 @pytest.fixture(scope="module")

@@ -40,3 +40,17 @@ def make_tiny_mambo_set(root: Path, size: int = 32, k: int = 3, aligned: bool = 
     for i, role in enumerate(MAMBO_ROLES):
         make_tiny_bundle(Path(root) / role, role, size=size, k=k, seed=i, aligned=aligned)
     return Path(root)
+
+
+def tiny_dualview_bundle(folder: Path, size: int = 64, seed: int = 0) -> Path:
+    """A random 3-in/3-out UNet2DModel saved as a dualview bundle."""
+    import torch
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16),
+                       layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=8)
+    manifest = {"role": "dualview", "version": "test", "step": 0, "training_data": "none (random weights)",
+                "config": {"data": {"blue_channel": "diff"}}}
+    return save_bundle(folder, unet, ddpm_scheduler(), manifest)
