@@ -69,9 +69,30 @@ def meta_parameter_counts() -> dict[str, int]:
     return {f"mambo-{k}" if k in ("global", "local", "patch") else k: v for k, v in counts.items()}
 
 
+def sd_parts(config: TrainConfig, sd2_base: bool = False):
+    """(text encoder, U-Net (9 input channels for mame-inpaint), frozen VAE) with random weights: Stable Diffusion
+    2-base's layouts with `sd2_base`, else the config's small from-scratch ones (a 1,000-token vocabulary)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .sd_models import build_cond_unet, build_vae, inpaint_unet_from
+
+    if sd2_base:
+        text_encoder, unet, vae = sd2_base_parts(9 if config.role == "mame-inpaint" else 4)
+    else:
+        sd = config.sd
+        text_encoder = CLIPTextModel(CLIPTextConfig(
+            vocab_size=1000, hidden_size=sd.text_hidden_size, intermediate_size=4 * sd.text_hidden_size,
+            num_hidden_layers=sd.text_layers, num_attention_heads=sd.text_heads, max_position_embeddings=sd.max_length))
+        vae = build_vae(config)
+        unet = build_cond_unet(config, config.image_size // 2 ** (len(vae.config.block_out_channels) - 1))
+        unet = inpaint_unet_from(unet) if config.role == "mame-inpaint" else unet
+    text_encoder.requires_grad_(config.sd.train_text_encoder)
+    return text_encoder, unet, vae.requires_grad_(False).eval()
+
+
 def role_parts(config: TrainConfig, batch_size: int, sd2_base: bool = False):
     """(model, loss function, random batch, noise scheduler) of the config's role, as the training entry points
-    build them; MAM-E roles get Stable Diffusion 2-base's layouts with `sd2_base`, else config's small ones."""
+    build them (MAM-E roles: `sd_parts`)."""
     from .fit import pixel_loss
     from .models import build_noise_scheduler, build_unet
 
@@ -80,23 +101,10 @@ def role_parts(config: TrainConfig, batch_size: int, sd2_base: bool = False):
         pixels = torch.rand(batch_size, config.in_channels, s, s) * 2 - 1
         return build_unet(config), pixel_loss(config), {"pixel_values": pixels}, build_noise_scheduler(config)
     from .sd_fit import latent_loss
-    from .sd_models import TextUNet, build_cond_unet, build_vae, inpaint_unet_from, sd_noise_scheduler
+    from .sd_models import TextUNet, sd_noise_scheduler
 
+    text_encoder, unet, vae = sd_parts(config, sd2_base)
     inpaint = config.role == "mame-inpaint"
-    if sd2_base:
-        text_encoder, unet, vae = sd2_base_parts(9 if inpaint else 4)
-    else:
-        from transformers import CLIPTextConfig, CLIPTextModel
-
-        sd = config.sd
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=1000, hidden_size=sd.text_hidden_size, intermediate_size=4 * sd.text_hidden_size,
-            num_hidden_layers=sd.text_layers, num_attention_heads=sd.text_heads, max_position_embeddings=sd.max_length))
-        vae = build_vae(config)
-        unet = build_cond_unet(config, s // 2 ** (len(vae.config.block_out_channels) - 1))
-        unet = inpaint_unet_from(unet) if inpaint else unet
-    vae.requires_grad_(False).eval()
-    text_encoder.requires_grad_(config.sd.train_text_encoder)
     batch = {"pixel_values": torch.rand(batch_size, 3, s, s) * 2 - 1,
              "input_ids": torch.randint(0, text_encoder.config.vocab_size,
                                         (batch_size, text_encoder.config.max_position_embeddings))}
