@@ -76,3 +76,13 @@ def test_the_module_folder_loads_like_slicers_factory_when_installed(tmp_path):
     for folder in ("UI", "Icons"):
         shutil.copytree(ROOT / "Resources" / folder, installed / "Resources" / folder)
     assert load_like_slicer(installed, ROOT) == {"SlicerMammoSynth": "ok", "helpers": "ok"}
+
+
+def test_what_the_module_imports_when_it_loads_parses_as_python_3_9():
+    """Slicer 5.6 and 5.8 run Python 3.9: the module must still load there to say, in one dialog, that it needs
+    Slicer 5.10 (a syntax check of the files imported at load; the engine is imported only later)."""
+    import ast
+
+    folder = ROOT / "SlicerMammoSynth"
+    for path in [folder / "SlicerMammoSynth.py", *sorted((folder / "SlicerMammoSynthLib").glob("*.py"))]:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 9))
