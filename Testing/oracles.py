@@ -57,7 +57,11 @@ def oracle_bundle(role: str, size: int, clean: Clean, *, in_channels: int = 1, o
     """A bundle of `role` whose U-Net is `KnownClean(clean)`, with MAMBO's training schedule."""
     fields = {"role": role, "image_size": size, "in_channels": in_channels, "out_channels": out_channels,
               "k": k, "aligned_context": aligned, "version": "oracle", **manifest}
-    return Bundle(manifest=fields, path=Path(f"<oracle {role}>"), unet=KnownClean(clean),
+    unet = KnownClean(clean)
+    # what callers read from a diffusers UNet2DModel's config (memory estimates, sizes)
+    unet.config = SimpleNamespace(sample_size=size, in_channels=in_channels, out_channels=out_channels,
+                                  block_out_channels=(8,))
+    return Bundle(manifest=fields, path=Path(f"<oracle {role}>"), unet=unet,
                   scheduler_config=dict(ddpm_scheduler().config))
 
 
