@@ -8,8 +8,6 @@ import importlib
 import os
 import sys
 import tempfile
-import types
-import unittest
 from pathlib import Path
 
 import numpy as np
