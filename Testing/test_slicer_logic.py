@@ -1,7 +1,7 @@
 """The module's Logic class and self-test (SlicerMammoSynth.py), outside the Slicer application: Qt, CTK and the
-scripted-module base classes are replaced by stand-ins, `slicer.mrmlScene` is a `slicer-core` scene. The self-test's
-MRML and anomaly steps then run as they would in Slicer (the anomaly step runs the real engine in the background
-with a tiny bundle it builds), and a dual-view completion runs through the Logic as the panel starts it."""
+scripted-module base classes are replaced by stand-ins (test_slicer_standins.py), `slicer.mrmlScene` is a `slicer-core`
+scene. The self-test then runs as in Slicer (real engine jobs in the background with the embedded bundles), and a
+dual-view completion runs through the Logic as the panel starts it."""
 from __future__ import annotations
 
 import importlib
