@@ -76,6 +76,41 @@ def threshold(x0: torch.Tensor, ratio: float, max_value: float, subsample: int =
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
 
+class BandedScheduler:
+    """One scheduler per band of canvas rows, each stepping its band of a (1, 1, H, W) canvas once per timestep.
+
+    The updates are elementwise (thresholding here is a clip to ±1, see `threshold`), so the result is one step of
+    the whole canvas, while every temporary a scheduler allocates stays about `max_elements` floats: whole-canvas
+    temporaries at 3840² cost more in page faults than in arithmetic. A step's noise is drawn band after band from
+    the one generator. `set_*` calls go to every band; anything else is read from the first band's scheduler."""
+
+    def __init__(self, make: Callable[[], object], height: int, width: int, max_elements: int = 1 << 20):
+        rows = max(1, max_elements // width)
+        self.bands = [(r, min(r + rows, height)) for r in range(0, height, rows)]
+        self.schedulers = [make() for _ in self.bands]
+        config = self.schedulers[0].config
+        if config.get("thresholding") and config.get("sample_max_value", 1.0) > 1:
+            raise ValueError("banded steps need an elementwise update: thresholding with sample_max_value > 1 is not")
+
+    def __getattr__(self, name: str):
+        first = getattr(self.schedulers[0], name)
+        if name.startswith("set_"):
+            return lambda *args, **kwargs: [getattr(s, name)(*args, **kwargs) for s in self.schedulers][0]
+        return first
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs):
+        """Step every band; the result is written into `sample` (each band is read before it is overwritten)."""
+        for (r0, r1), scheduler in zip(self.bands, self.schedulers):
+            sample[..., r0:r1, :] = scheduler.step(model_output[..., r0:r1, :], timestep, sample[..., r0:r1, :],
+                                                   **kwargs).prev_sample
+        return StepOutput(sample)
+
+
+@dataclasses.dataclass
+class StepOutput:
+    prev_sample: torch.Tensor
+
+
 def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
     """Forward-noise clean pixels to timestep t: sqrt(ᾱ_t)·x0 + sqrt(1-ᾱ_t)·ε (valid for every scheduler)."""
     acp = scheduler.alphas_cumprod[int(t)].to(x0.device, torch.float32)
@@ -150,7 +185,7 @@ def sample(predict: Predict, scheduler, x_T: torch.Tensor, gens: list[torch.Gene
                 scheduler.set_begin_index(begin)
             x, timesteps = add_noise(scheduler, start, x_T, timesteps[begin]), timesteps[begin:]
     kwargs = {"generator": gens if len(gens) > 1 else gens[0]}
-    if "eta" in inspect.signature(scheduler.step).parameters:
+    if "eta" in inspect.signature(getattr(scheduler, "schedulers", [scheduler])[0].step).parameters:
         kwargs["eta"] = eta
     replace = known is not None and known_mask is not None  # draw the same noise whatever the mask holds
     for i, t in enumerate(timesteps):

@@ -69,20 +69,16 @@ def ramp_weights(size: int, overlap: int) -> np.ndarray:
     return np.outer(w, w)
 
 
-def weight_sum(tiles: Iterable[Tile], shape: tuple[int, int], weights: np.ndarray) -> np.ndarray:
+def weight_sum(tiles: list[Tile], shape: tuple[int, int], weights: np.ndarray) -> np.ndarray:
     """Sum of the tiles' blending weights over the canvas (0 where no tile covers)."""
-    total = np.zeros(shape, dtype=np.float32)
-    for t in tiles:
-        total[t.slices] += weights
-    return total
+    return TileIndex(tiles).weight_sum(torch.from_numpy(weights), shape).numpy()
 
 
 def blend_weights(tiles: list[Tile], shape: tuple[int, int], overlap: int) -> tuple[np.ndarray, np.ndarray]:
     """The tiles' window (`ramp_weights`) and 1 / (sum of the windows) over the canvas, 0 where no tile covers:
     a weighted mean of overlapping tile outputs is sum(window · tile) · inverse."""
     weights = ramp_weights(tiles[0].size, overlap)
-    total = weight_sum(tiles, shape, weights)
-    return weights, np.where(total > 0, 1 / np.maximum(total, 1e-12), 0).astype(np.float32)
+    return weights, TileIndex(tiles).inverse(torch.from_numpy(weights), shape).numpy()
 
 
 class TileIndex:
@@ -128,6 +124,17 @@ class TileIndex:
                 part = batch[b0 + c:b1:len(classes)]
                 strip.index_add_(1, cols, part.transpose(0, 1).reshape(s, -1))
         return canvas
+
+
+    def weight_sum(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """Sum of every tile's (s, s) `weights` over a canvas of `shape` (0 where no tile covers)."""
+        total = torch.zeros(shape, dtype=weights.dtype, device=weights.device)
+        return self.scatter_add(total, weights.expand(self.count, -1, -1))
+
+    def inverse(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        """1 / `weight_sum`, 0 where no tile covers."""
+        total = self.weight_sum(weights, shape)
+        return torch.where(total > 0, 1 / total.clamp_min(1e-12), 0.0)
 
 
 def chunks(items: list, n: int) -> Iterable[list]:

@@ -18,14 +18,15 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from MammoSynthLogic import tiling
 from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import compiled, default_chunk
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.progress import Reporter
-from MammoSynthLogic.sampling import (Counter, entry_index, forward, generators, make_scheduler, randn, sample,
-                                      unet_predictor)
+from MammoSynthLogic.sampling import (BandedScheduler, Counter, entry_index, forward, generators, make_scheduler,
+                                      randn, sample, unet_predictor)
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
 BACKGROUND_TOLERANCE = 0.01  # [0, 1] units: darker than this in the coarser stage counts as background
@@ -79,12 +80,15 @@ def crops(image: torch.Tensor, tops: Sequence[int], lefts: Sequence[int], size: 
           fill: float = BACKGROUND) -> torch.Tensor:
     """(N, size, size) crops of a 2-D tensor with top-left corners (tops[i], lefts[i]); outside the image is `fill`."""
     h, w = image.shape
-    span = torch.arange(size, device=image.device)
-    rows = torch.tensor(list(tops), device=image.device)[:, None] + span
-    cols = torch.tensor(list(lefts), device=image.device)[:, None] + span
-    out = image[rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
-    inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-    return out.masked_fill(~inside, fill)
+    pad = max([size, *(-v for v in [*tops, *lefts]), *(v + size - h for v in tops), *(v + size - w for v in lefts)])
+    padded = F.pad(image[None, None], (pad,) * 4, value=fill)[0, 0]
+    return torch.stack([padded[y + pad:y + pad + size, x + pad:x + pad + size] for y, x in zip(tops, lefts)])
+
+
+def upsampled(coarse: torch.Tensor, side: int) -> torch.Tensor:
+    """The coarser stage resampled bilinearly to side × side, pixel centres aligned, edge values held: under each
+    tile of the canvas lies the tile's own low-resolution content (the aligned channel, and the SDEdit start)."""
+    return F.interpolate(coarse[None, None], size=(side, side), mode="bilinear", align_corners=False)[0, 0]
 
 
 def resampled_crops(coarse: torch.Tensor, tops: Sequence[float], lefts: Sequence[float], size: int, fine_side: int,
@@ -148,24 +152,26 @@ def aligned_context(coarse: np.ndarray, top: float, left: float, size: int, fine
 
 
 def tile_contexts(role: str, tiles: Sequence[tiling.Tile], side: int, g: torch.Tensor,
-                  mid: Optional[torch.Tensor] = None, aligned: bool = False) -> torch.Tensor:
+                  mid: Optional[torch.Tensor] = None, up: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The clean context channels (N, C, s, s) of tiles of a canvas of `side` px (model space, on g's device):
     MAMBO's two (local: global shifted to the tile centre, global; patch: mid-resolution crop centred on the patch,
-    global), then, for bundles trained with it, the coarser stage's pixels under the tile (global for local tiles,
-    mid for patches). Built once per stage: they do not change while the tiles are denoised."""
+    global), then, for bundles trained with it, the coarser stage's pixels under the tile, cropped from `up` (that
+    stage `upsampled` to the canvas). Built once per stage: they do not change while the tiles are denoised."""
     s = g.shape[0]
     source = g if role == "mambo-local" else mid
     tops, lefts = centred_offsets(tiles, side, source.shape[0], s)
     channels = [crops(source, tops, lefts, s), g.expand(len(tiles), s, s)]
-    if aligned:
-        channels.append(resampled_crops(source, [t.y for t in tiles], [t.x for t in tiles], s, side))
+    if up is not None:
+        channels.append(crops(up, [t.y for t in tiles], [t.x for t in tiles], s))
     return torch.stack(channels, dim=1)
 
 
 def context_channels(role: str, tile: tiling.Tile, side: int, g: np.ndarray, mid: Optional[np.ndarray] = None,
                      aligned: bool = False) -> np.ndarray:
     """`tile_contexts` of one tile, NumPy in and out (training data is built with it)."""
-    return tile_contexts(role, [tile], side, as_tensor(g), None if mid is None else as_tensor(mid), aligned)[0].numpy()
+    g_t, mid_t = as_tensor(g), None if mid is None else as_tensor(mid)
+    up = upsampled(g_t if role == "mambo-local" else mid_t, side) if aligned else None
+    return tile_contexts(role, [tile], side, g_t, mid_t, up)[0].numpy()
 
 
 def full_size(patch: Bundle) -> int:
@@ -183,7 +189,7 @@ def image_contexts(working01: np.ndarray, patch: Bundle, tiles: Sequence[tiling.
     s, k, n = patch.image_size, int(patch.k), working01.shape[0]
     mid = as_tensor(resize(working01, (max(s, round(n / k)),) * 2) * 2 - 1).to(device)
     g = as_tensor(resize(working01, (s, s)) * 2 - 1).to(device)
-    return tile_contexts("mambo-patch", tiles, n, g, mid, aligned=patch.aligned_context)
+    return tile_contexts("mambo-patch", tiles, n, g, mid, upsampled(mid, n) if patch.aligned_context else None)
 
 
 def background_mask(coarse01: np.ndarray, shape: tuple[int, int], margin: float = 0.02) -> np.ndarray:
@@ -233,16 +239,16 @@ class MamboPipeline:
 
         # Stage 2: mid-resolution canvas; context = [global shifted to the tile centre, global].
         mid = self.run_stage("mid", self.local, mid_size,
-                             lambda tiles: tile_contexts("mambo-local", tiles, mid_size, g,
-                                                         aligned=self.local.aligned_context),
+                             lambda tiles, up: tile_contexts("mambo-local", tiles, mid_size, g,
+                                                             up=up if self.local.aligned_context else None),
                              background_mask(g01, (mid_size,) * 2), seed, settings, counters["mid"], tiles_used,
                              reporter, coarse=g)
         mid01 = to01(mid.cpu().numpy())
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         full = self.run_stage("full", self.patch, size,
-                              lambda tiles: tile_contexts("mambo-patch", tiles, size, g, mid,
-                                                          aligned=self.patch.aligned_context),
+                              lambda tiles, up: tile_contexts("mambo-patch", tiles, size, g, mid,
+                                                              up=up if self.patch.aligned_context else None),
                               background_mask(mid01, (size, size)), seed, settings, counters["full"], tiles_used,
                               reporter, coarse=mid)
         return MamboResult(image=to01(full.cpu().numpy()), mid=mid01, global_image=g01,
@@ -267,11 +273,12 @@ class MamboPipeline:
         return x[0, 0].cpu().numpy().astype(np.float32)
 
     def run_stage(self, stage: str, bundle: Bundle, side: int,
-                  contexts: Callable[[list[tiling.Tile]], torch.Tensor], mask: np.ndarray, seed: int,
+                  contexts: Callable[[list[tiling.Tile], torch.Tensor], torch.Tensor], mask: np.ndarray, seed: int,
                   settings: MamboSettings, counter: Counter, tiles_used: dict, reporter: Reporter,
                   coarse: torch.Tensor) -> torch.Tensor:
-        """One tiled stage on a side × side device canvas in model space; tiles outside `mask` stay background. With
-        `settings.strength` < 1 the tiles start from `coarse` (the previous stage) upsampled to the canvas."""
+        """One tiled stage on a side × side device canvas in model space; tiles outside `mask` stay background.
+        `contexts(tiles, up)` gives the tiles' context channels, `up` being `coarse` (the previous stage) upsampled to
+        the canvas; with `settings.strength` < 1 the tiles start from `up`."""
         dev = self.device
         all_tiles = tiling.grid(side, side, self.s, settings.overlap)
         tiles = tiling.active(all_tiles, mask) if settings.skip_background else all_tiles
@@ -281,15 +288,16 @@ class MamboPipeline:
             return canvas
         chunk = settings.chunk or default_chunk(dev)
         unet = compiled(bundle.unet, dev, settings.compile)
-        start = resampled_crops(coarse, [0], [0], side, side)[0] if settings.strength < 1 else None
+        up = upsampled(coarse, side)
+        start = up if settings.strength < 1 else None
         if settings.tiling == "parallel":
-            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, contexts(tiles), side, seed,
+            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, contexts(tiles, up), side, seed,
                                          settings, counter, chunk, reporter, start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
             done = torch.zeros((side, side), dtype=torch.bool, device=dev)
             for gi, group in enumerate(groups):
-                self.sample_tiles(stage, unet, bundle.scheduler_config, canvas, done, group, contexts(group), seed,
+                self.sample_tiles(stage, unet, bundle.scheduler_config, canvas, done, group, contexts(group, up), seed,
                                   settings, counter, chunk,
                                   on_step=lambda i, n, gi=gi: reporter.update(f"{stage} tiles", gi * n + i,
                                                                               len(groups) * n),
@@ -323,9 +331,9 @@ class MamboPipeline:
         Every per-step buffer is allocated once: U-Net input (context channels filled once), tile and canvas noise."""
         dev, s, n = self.device, self.s, len(tiles)
         index = tiling.TileIndex(tiles, dev)
-        weights, inv = tiling.blend_weights(tiles, (side, side), settings.overlap)
-        covered = torch.from_numpy(inv > 0).to(dev)
-        inv, w_t = torch.from_numpy(inv).to(dev), torch.from_numpy(weights).to(dev)
+        w_t = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
+        inv = index.inverse(w_t, (side, side))
+        covered = inv > 0
         inp = torch.empty((n, 1 + ctx.shape[1], s, s), device=dev)
         inp[:, 1:] = ctx
         del ctx
@@ -343,7 +351,7 @@ class MamboPipeline:
             return eps.mul_(inv)
 
         gens = generators(seed, [(stage, "canvas")])
-        scheduler = make_scheduler(settings.sampler, scheduler_config)
+        scheduler = BandedScheduler(lambda: make_scheduler(settings.sampler, scheduler_config), side, side)
         x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
                    on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
                    start=None if start is None else start[None, None], strength=settings.strength)
