@@ -1,0 +1,136 @@
+"""Property-based tests (hypothesis) of the geometry everything rests on: the prepared frame and its inverse, tile
+grids, blending weights, crops and shifts at the borders."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from MammoSynthLogic import tiling
+from MammoSynthLogic.pipelines.inpaint import crop_box
+from MammoSynthLogic.pipelines.mambo import aligned_context, crop_padded
+from MammoSynthLogic.preparation import PrepareTransform, padded_side
+
+FEW = settings(max_examples=40, deadline=None)  # the suite's time budget; each example is cheap
+
+sides = st.integers(1, 300)
+multiples = st.sampled_from([16, 32, 64, 256])
+
+
+@FEW
+@given(rows=sides, cols=sides, flipped=st.booleans(), multiple=multiples, channels=st.sampled_from([(), (3,)]),
+       seed=st.integers(0, 2 ** 16))
+def test_prepare_transform_round_trips_any_shape_side_and_padding(rows, cols, flipped, multiple, channels, seed):
+    source = np.random.default_rng(seed).random((rows, cols) + channels).astype(np.float32)
+    size = padded_side((rows, cols), multiple)
+    assert size % multiple == 0 and max(rows, cols) <= size < max(rows, cols) + multiple
+    t = PrepareTransform(source_shape=(rows, cols), flipped=flipped, size=size)
+    prepared = t.to_prepared(source, fill=-1)
+    assert prepared.shape == (size, size) + channels
+    np.testing.assert_array_equal(prepared[:rows, :cols], source[:, ::-1] if flipped else source)
+    assert (prepared[rows:] == -1).all() and (prepared[:, cols:] == -1).all()  # padding bottom/right only
+    np.testing.assert_array_equal(t.to_source(prepared), source)
+    assert PrepareTransform.from_json(t.to_json()) == t
+
+
+@FEW
+@given(rows=st.integers(8, 300), cols=st.integers(8, 300), flipped=st.booleans())
+def test_a_column_marked_in_the_source_comes_back_to_that_column_from_any_resolution(rows, cols, flipped):
+    """A result at a model's lower resolution maps back with the flip undone: the chest-wall column stays put."""
+    size = padded_side((rows, cols), 64)
+    t = PrepareTransform(source_shape=(rows, cols), flipped=flipped, size=size)
+    source = np.zeros((rows, cols), np.float32)
+    wall = cols - 1 if flipped else 0
+    source[:, wall] = 1.0
+    prepared = t.to_prepared(source)
+    assert prepared[:rows, 0].min() == 1.0  # the chest wall is on the left in the prepared frame
+    back = t.to_source(prepared.reshape(size // 2, 2, size // 2, 2).mean(axis=(1, 3)))
+    assert back.shape == (rows, cols) and int(np.argmax(back[rows // 2])) in (wall, wall - 1 if flipped else 1)
+
+
+@st.composite
+def grids(draw):
+    size = draw(st.integers(2, 64))
+    overlap = draw(st.integers(0, size - 1))
+    return draw(st.integers(1, 300)), draw(st.integers(1, 300)), size, overlap
+
+
+@FEW
+@given(grid=grids())
+def test_tile_grids_cover_the_canvas_exactly(grid):
+    height, width, size, overlap = grid
+    tiles = tiling.grid(height, width, size, overlap)
+    count = np.zeros((max(height, size), max(width, size)), np.int32)
+    for t in tiles:
+        assert t.y >= 0 and t.x >= 0
+        count[t.slices] += 1
+    assert (count[:height, :width] > 0).all()  # every pixel covered
+    assert count[height:].sum() == 0 or height < size  # nothing beyond the canvas unless it is smaller than a tile
+    assert count[:, width:].sum() == 0 or width < size
+    for length, starts in ((height, tiling.positions(height, size, overlap)),
+                           (width, tiling.positions(width, size, overlap))):
+        assert starts[0] == 0 and starts[-1] == max(0, length - size) and starts == sorted(set(starts))
+        assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))  # at least the overlap shared
+    assert sorted(t.index for t in tiles) == list(range(len(tiles)))
+    waves = tiling.wavefronts(tiles)
+    assert sorted(t.index for w in waves for t in w) == list(range(len(tiles)))
+    assert [w[0].row + w[0].col for w in waves] == sorted({t.row + t.col for t in tiles})
+
+
+@FEW
+@given(grid=grids(), keep=st.lists(st.booleans(), min_size=1, max_size=200))
+def test_blend_weights_sum_to_one_where_covered_and_are_zero_elsewhere(grid, keep):
+    height, width, size, overlap = grid
+    height, width = max(height, size), max(width, size)
+    tiles = tiling.grid(height, width, size, overlap)
+    # any non-empty subset, as background skip makes (callers never blend zero tiles)
+    active = [t for t, k in zip(tiles, keep + [True] * len(tiles)) if k] or tiles[:1]
+    weights, inv = tiling.blend_weights(active, (height, width), overlap)
+    assert weights.min() > 0 and weights.max() <= 1
+    total = np.zeros((height, width), np.float64)
+    covered = np.zeros((height, width), bool)
+    for t in active:
+        total[t.slices] += weights * inv[t.slices]
+        covered[t.slices] = True
+    np.testing.assert_allclose(total[covered], 1.0, rtol=1e-5)
+    assert (inv[~covered] == 0).all()
+
+
+@FEW
+@given(h=st.integers(1, 40), w=st.integers(1, 40), top=st.integers(-60, 60), left=st.integers(-60, 60),
+       size=st.integers(1, 40), seed=st.integers(0, 2 ** 16))
+def test_crops_near_and_beyond_the_borders_are_the_padded_image(h, w, top, left, size, seed):
+    image = np.random.default_rng(seed).random((h, w)).astype(np.float32)
+    pad = 100
+    reference = np.pad(image, pad, constant_values=-1.0)[top + pad:top + pad + size, left + pad:left + pad + size]
+    np.testing.assert_array_equal(crop_padded(image, top, left, size, fill=-1.0), reference)
+
+
+@FEW
+@given(n=st.integers(4, 40), top=st.integers(-20, 40), left=st.integers(-20, 40), size=st.integers(1, 20),
+       seed=st.integers(0, 2 ** 16))
+def test_aligned_context_at_the_same_scale_is_the_crop_under_the_tile(n, top, left, size, seed):
+    """Coarse and fine canvases of one size: the context under a tile is that tile's pixels, fill outside."""
+    coarse = np.random.default_rng(seed).random((n, n)).astype(np.float32)
+    np.testing.assert_allclose(aligned_context(coarse, top, left, size, n, fill=-1.0),
+                               crop_padded(coarse, top, left, size, fill=-1.0), atol=1e-6)
+
+
+@FEW
+@given(rows=st.integers(1, 200), cols=st.integers(1, 200), data=st.data(), margin=st.floats(0, 2),
+       min_side=st.integers(0, 256), pad=st.integers(0, 20))
+def test_crop_box_holds_the_mask_inside_the_image(rows, cols, data, margin, min_side, pad):
+    r0 = data.draw(st.integers(0, rows - 1))
+    c0 = data.draw(st.integers(0, cols - 1))
+    r1 = data.draw(st.integers(r0 + 1, rows))
+    c1 = data.draw(st.integers(c0 + 1, cols))
+    mask = np.zeros((rows, cols), bool)
+    mask[r0:r1, c0:c1] = True
+    box = crop_box(mask, margin, min_side, pad)
+    assert 0 <= box.top and box.top + box.height <= rows and 0 <= box.left and box.left + box.width <= cols
+    assert mask[box.slices].sum() == mask.sum()  # the whole mask is inside
+    side = max(r1 - r0, c1 - c0)
+    assert box.height == min(rows, max(box.height, min_side, side + 2 * pad))
+    assert box.width == min(cols, max(box.width, min_side, side + 2 * pad))
+    if box.height < rows and box.width < cols:
+        assert box.height == box.width  # square unless the image is too small
