@@ -82,6 +82,12 @@ def asymmetric_global() -> np.ndarray:
     return img.astype(np.float32)
 
 
+def tissue_global() -> np.ndarray:
+    """[0, 1] global image of tissue only (0.35-0.65): every tile active, samples far from ±1 in model space."""
+    yy, xx = np.mgrid[:S, :S] / S
+    return (0.35 + 0.3 * xx * (1 - yy)).astype(np.float32)
+
+
 def expected_chain(g01: np.ndarray, keep_background: bool) -> tuple[np.ndarray, np.ndarray]:
     """Mid and full images ([0, 1]) the point-mass oracle must give; with `keep_background` (strength < 1), pixels
     where the upsampled coarser stage is background (< tolerance) or outside its dilated breast region are background
@@ -185,8 +191,7 @@ def test_ddim_eta_draws_fresh_noise_each_step(tiling):
     eta = 1 and eta = 0 runs with one seed must be almost uncorrelated (eta ignored: identical, correlation 1). Both
     keep a spread near sd (25 steps of x̂0 = posterior mean shrink it somewhat, measured 0.63-0.7·sd)."""
     sd = 0.15
-    yy, xx = np.mgrid[:S, :S] / S
-    g01 = (0.35 + 0.3 * xx * (1 - yy)).astype(np.float32)  # all tissue: every tile active, no clipping at ±1
+    g01 = tissue_global()
 
     def residual(eta: float) -> np.ndarray:
         result = pipeline(sd=sd)(FULL, 4, quick(sampler="ddim", eta=eta, steps=25, strength=1.0, tiling=tiling),
@@ -196,3 +201,22 @@ def test_ddim_eta_draws_fresh_noise_each_step(tiling):
     r1, r0 = residual(1.0), residual(0.0)
     assert 0.5 * sd < r0.std() < 1.1 * sd and 0.5 * sd < r1.std() < 1.1 * sd
     assert abs(np.corrcoef(r1.ravel(), r0.ravel())[0, 1]) < 0.3
+
+
+def test_thresholding_leaves_samples_unchanged_where_inactive(monkeypatch):
+    """DPM-Solver++ clips its x̂0 to ±1 on the canvas taken as one image (sample_max_value 1): with Gaussian data well
+    inside [-1, 1] (all tissue, x̂0 never beyond ±0.6) the clip is the identity, so the samples equal those without
+    thresholding bit for bit (the same computation otherwise)."""
+    real = mambo.make_scheduler
+
+    def without(kind, config):
+        scheduler = real(kind, config)
+        scheduler.register_to_config(thresholding=False)
+        return scheduler
+
+    settings = quick(strength=1.0, sampler="dpm++")
+    g01 = tissue_global()
+    with_clip = pipeline(sd=0.05)(FULL, 2, settings, global01=g01)
+    monkeypatch.setattr(mambo, "make_scheduler", without)
+    no_clip = pipeline(sd=0.05)(FULL, 2, settings, global01=g01)
+    assert np.array_equal(with_clip.image, no_clip.image) and np.array_equal(with_clip.mid, no_clip.mid)

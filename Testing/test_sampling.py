@@ -145,3 +145,66 @@ def test_strength_enters_the_schedule_below_strength_T_from_the_start_image(kind
     with pytest.raises(MammoSynthError, match="too low"):
         sampling.sample(oracle, sampling.make_scheduler(kind, CONFIG), sampling.randn((1, 1, 8, 8), gens), gens, 10,
                         start=start, strength=0.0)
+
+
+@pytest.mark.parametrize("rows,cols,overlap,keep", [(100, 100, 8, None), (101, 77, 8, None), (96, 96, 20, None),
+                                                     (100, 100, 8, [0, 2, 3, 7, 8, 13])])
+def test_tile_index_gathers_and_scatters_like_slicing(rows, cols, overlap, keep):
+    """Any grid (flush last tiles, large overlaps) and any row-ordered subset: gather = the tiles' slices, scatter_add
+    = adding each tile at its slice; sums of up to 4 values < 1 in another order: a few float32 ulps of 4 apart."""
+    tiles = tiling.grid(rows, cols, 32, overlap)
+    tiles = tiles if keep is None else [tiles[i] for i in keep]
+    canvas = torch.rand(rows, cols)
+    index = tiling.TileIndex(tiles)
+    torch.testing.assert_close(index.gather(canvas), torch.stack([canvas[t.slices] for t in tiles]), rtol=0, atol=0)
+    batch = torch.rand(len(tiles), 32, 32)
+    expected = torch.zeros(rows, cols)
+    for t, b in zip(tiles, batch):
+        expected[t.slices] += b
+    torch.testing.assert_close(index.scatter_add(torch.zeros(rows, cols), batch), expected, rtol=0, atol=1e-5)
+    again = index.scatter_add(torch.zeros(rows, cols), batch)
+    assert torch.equal(again, index.scatter_add(torch.zeros(rows, cols), batch)), "same order every run"
+    with pytest.raises(ValueError, match="row order"):
+        tiling.TileIndex(tiles[::-1])
+
+
+def test_blend_inverse_normalises_the_windows_to_one():
+    tiles = tiling.grid(101, 77, 32, 8)
+    weights, inv = tiling.blend_weights(tiles, (101, 77), 8)
+    np.testing.assert_allclose(tiling.weight_sum(tiles, (101, 77), weights) * inv, 1.0, atol=1e-6)
+
+
+def test_thresholding_is_a_clip_at_max_value_one_and_a_per_image_quantile_above():
+    """Max value 1 (MAMBO's pixel space): clip to ±1, whatever the statistic. Above 1: per batch element, s = the
+    ratio-quantile of |x0| (the subsample's k-th value: within a few per mille of the exact quantile here)."""
+    x = torch.randn(3, 1, 300, 300) * torch.tensor([0.5, 2.0, 4.0])[:, None, None, None]
+    assert torch.equal(sampling.threshold(x, 0.995, 1.0), x.clamp(-1, 1))
+    out = sampling.threshold(x, 0.995, 3.0)
+    s = torch.quantile(x.abs().reshape(3, -1)[:, ::9], 0.995, dim=1).clamp(1, 3)
+    torch.testing.assert_close(out.abs().amax(dim=(1, 2, 3)), torch.ones(3), rtol=0, atol=1e-6)
+    ratio = x.reshape(3, -1)[:, 0] / out.reshape(3, -1)[:, 0]  # unclipped pixels are divided by s
+    torch.testing.assert_close(ratio.abs().clamp(min=1), s, rtol=5e-3, atol=0)
+    dpm = sampling.make_scheduler("dpm++", CONFIG)
+    assert torch.equal(dpm._threshold_sample(x), x.clamp(-1, 1))
+
+
+@pytest.mark.parametrize("kind,eta", [("dpm++", 0.0), ("ddim", 0.0)])
+def test_banded_scheduler_equals_one_canvas_step(kind, eta):
+    """Elementwise updates: a canvas stepped in row bands by one scheduler each equals one scheduler on the whole
+    canvas (the same float32 operations on each pixel; 1e-6 allows a vectorised vs scalar tail kernel). Stochastic
+    steps draw their noise band after band, other numbers than one canvas-sized draw: the Gaussian oracle tests of
+    the pipeline check their distribution instead."""
+    acp = sampling.make_scheduler(kind, CONFIG).alphas_cumprod
+    target = torch.rand(1, 1, 40, 24) * 2 - 1
+
+    def oracle(x, t):
+        a = acp[int(t)]
+        return (x - a.sqrt() * target) / (1 - a).sqrt() * 0.9  # a slightly wrong denoiser: the path matters
+
+    def run(scheduler):
+        gens = sampling.generators(3, [0])
+        return sampling.sample(oracle, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, 6, eta=eta)
+
+    banded = sampling.BandedScheduler(lambda: sampling.make_scheduler(kind, CONFIG), 40, 24, max_elements=24 * 7)
+    assert len(banded.bands) == 6
+    torch.testing.assert_close(run(banded), run(sampling.make_scheduler(kind, CONFIG)), rtol=0, atol=1e-6)
