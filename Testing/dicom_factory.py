@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -107,3 +109,24 @@ def dciodvfy_errors(path: Path) -> list[str]:
         pytest.fail("dciodvfy not found: install Debian's dicom3tools (scripts/setup.sh does)")
     proc = subprocess.run([exe, str(path)], capture_output=True, text=True)
     return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
+
+
+def segimage2itkimage() -> str:
+    """dcmqi's SEG reader (the one Slicer uses), from the venv's bin or the PATH."""
+    beside_python = Path(sys.executable).parent / "segimage2itkimage"
+    exe = str(beside_python) if beside_python.exists() else shutil.which("segimage2itkimage")
+    if exe is None:
+        pytest.fail("segimage2itkimage not found: pip install dcmqi (scripts/setup.sh does)")
+    return exe
+
+
+def dcmqi_errors(seg: Path) -> list[str]:
+    """Why dcmqi cannot read a DICOM SEG into a label volume (empty when it can)."""
+    with tempfile.TemporaryDirectory() as out:
+        proc = subprocess.run([segimage2itkimage(), "--inputDICOM", str(seg), "--outputDirectory", out,
+                               "--outputType", "nrrd"], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            return [f"segimage2itkimage exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()[-300:]}"]
+        if not list(Path(out).glob("*.nrrd")):
+            return ["segimage2itkimage wrote no label volume"]
+    return []
