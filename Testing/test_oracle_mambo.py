@@ -38,10 +38,11 @@ class Oracle(torch.nn.Module):
     def __init__(self, target, sd: float = 0.0):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))
-        self.target, self.sd, self.seen = target, sd, []
+        self.target, self.sd, self.seen, self.contexts = target, sd, [], []
 
     def forward(self, x: torch.Tensor, t) -> types.SimpleNamespace:
         self.seen.append((int(t), x.shape[0]))
+        self.contexts.append(x[:, 1:3].clone())
         a, x0 = ACP[int(t)], self.target(x)
         if self.sd == 0:
             eps = (x[:, :1] - a.sqrt() * x0) / (1 - a).sqrt()
@@ -220,3 +221,25 @@ def test_thresholding_leaves_samples_unchanged_where_inactive(monkeypatch):
     monkeypatch.setattr(mambo, "make_scheduler", without)
     no_clip = pipeline(sd=0.05)(FULL, 2, settings, global01=g01)
     assert np.array_equal(with_clip.image, no_clip.image) and np.array_equal(with_clip.mid, no_clip.mid)
+
+
+def test_each_tile_sees_the_global_shifted_to_its_centre_and_the_mid_crop_around_it():
+    """MAMBO's context channels, computed here by padding and slicing: local tiles get the global image moved so that
+    the tile centre is at its centre, patches the s × s mid-resolution crop centred on them; both get the global."""
+    g = asymmetric_global() * 2 - 1
+    pipe = pipeline()
+    steps = 3
+    result = pipe(FULL, 0, quick(tiling="sequential", steps=steps, strength=1.0, sampler="ddim", skip_background=False),
+                  global01=(g + 1) / 2)
+    mid = result.mid * 2 - 1
+    for unet, source, side in ((pipe.local.unet, g, MID), (pipe.patch.unet, mid, FULL)):
+        tiles = mambo.tiling.grid(side, side, S, S // 8)
+        first_calls = unet.contexts[::steps]  # sequential: one tile per call, `steps` calls each
+        assert len(first_calls) == len(tiles)
+        padded = np.pad(source, S, constant_values=-1.0)
+        n = source.shape[0]
+        for tile, ctx in zip(tiles, first_calls):
+            top, left = round((tile.y + S / 2) / side * n - S / 2), round((tile.x + S / 2) / side * n - S / 2)
+            np.testing.assert_allclose(ctx[0, 0].numpy(), padded[top + S:top + 2 * S, left + S:left + 2 * S],
+                                       atol=1e-5)  # the mid image went through [0, 1] and back
+            np.testing.assert_allclose(ctx[0, 1].numpy(), g, atol=1e-6)
