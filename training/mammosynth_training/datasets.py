@@ -68,6 +68,26 @@ def jitter_intensity(channels: np.ndarray, rng: np.random.Generator, amount: flo
     return np.clip(gain * np.power(np.clip(channels, 0, 1), gamma), 0, 1).astype(np.float32)
 
 
+def working_image(root: Path, entry: dict, side: int) -> Path:
+    """The entry's prepared image at `side` px as a uint16 .npy: the cached one, or resized once into
+    derived/full-<side>/."""
+    native = root / entry["image"]
+    if side == open_array(native).shape[0]:
+        return native
+    return derived(root, f"full-{side}", entry, lambda: to_uint16(resize_square(Unit(open_array(native))[:], side)))
+
+
+def global_image(root: Path, entry: dict, s: int) -> Path:
+    """The entry's prepared image resized to s×s (float32 .npy, made once into derived/global-<s>/)."""
+    return derived(root, f"global-{s}", entry, lambda: resize_square(Unit(open_array(root / entry["image"]))[:], s))
+
+
+def read_unit(path: Path) -> np.ndarray:
+    """A whole cached or derived image as float32 [0, 1] (uint16 arrays scaled)."""
+    array = np.load(path)
+    return Unit(array)[:] if array.dtype == np.uint16 else array
+
+
 @dataclass(frozen=True)
 class _Item:
     """Where one image's arrays are (read per sample through memory maps) and the box its crop centres come from."""
@@ -102,21 +122,15 @@ class MamboDataset(torch.utils.data.Dataset):
         self._order: tuple[int, np.ndarray] = (-1, np.arange(0))
 
     def _index(self, root: Path, entry: dict, full_size: int | None) -> _Item:
-        native_path = root / entry["image"]
-        native = open_array(native_path).shape[0]
+        native = open_array(root / entry["image"]).shape[0]
         side = full_size or native
-
-        def read_native() -> np.ndarray:
-            return Unit(open_array(native_path))[:]
-
-        full = native_path if side == native else derived(
-            root, f"full-{side}", entry, lambda: to_uint16(resize_square(read_native(), side)))
-        global_image = derived(root, f"global-{self.s}", entry, lambda: resize_square(read_native(), self.s))
         mid = None
         if self.aligned:
             mid_side = max(self.s, round(side / self.k))
-            mid = derived(root, f"mid-{mid_side}", entry, lambda: resize_square(read_native(), mid_side))
-        return _Item(full, global_image, mid, _working_box(entry, native, side), str(entry.get("view") or "").upper())
+            mid = derived(root, f"mid-{mid_side}", entry,
+                          lambda: resize_square(Unit(open_array(root / entry["image"]))[:], mid_side))
+        return _Item(working_image(root, entry, side), global_image(root, entry, self.s), mid,
+                     _working_box(entry, native, side), str(entry.get("view") or "").upper())
 
     def image_of(self, index: int) -> int:
         """The image sample `index` is cut from: position index mod n of epoch index // n's permutation."""
@@ -142,11 +156,11 @@ class MamboDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         rng = np.random.default_rng([self.seed, index])
         item = self.items[self.image_of(index)]
-        global_image = np.load(item.global_image)
+        g = np.load(item.global_image)
         full = Unit(open_array(item.full))
         cy, cx = (0, 0) if self.role == "mambo-global" else self.centre(item, full, rng)
         mid = None if item.mid is None else np.load(item.mid, mmap_mode="r")
-        channels = jitter_intensity(mambo_channels(full, global_image, self.role, cy, cx, self.k, mid),
+        channels = jitter_intensity(mambo_channels(full, g, self.role, cy, cx, self.k, mid),
                                     rng, self.intensity_jitter)
         if item.view == "CC" and rng.random() < self.vflip_cc:
             channels = channels[:, ::-1]

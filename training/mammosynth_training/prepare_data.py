@@ -3,6 +3,7 @@ breast masks, lesion masks and metadata (`cache.py`)."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import json
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def prepare_data(dicom_dirs: list[Path], out: Path, *, csv_path: Path | None = N
                  multiple: int = 256, log=print) -> list[dict[str, Any]]:
     """Read, filter and prepare every training image of the data set; write the cache at out; return its entries."""
     found = sources(fmt, list(dicom_dirs), csv_path, log)
+    shutil.rmtree(out / "derived", ignore_errors=True)  # arrays derived from a previous cache here
     entries = [entry for source in found if (entry := _prepare_one(source, out, healthy_only, views, vendors,
                                                                     multiple, log))]
     description = (f"{len(entries)} images prepared from {', '.join(map(str, dicom_dirs))}"

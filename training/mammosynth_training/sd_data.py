@@ -26,21 +26,34 @@ from MammoSynthLogic.preparation import PrepareTransform, resize
 from MammoSynthLogic.prompts import INPAINT_PROMPT, VIEWS, area_phrase, build_prompt
 from PIL import Image
 
-from .cache import Unit, open_array, selected_entries
+from .cache import Unit, derived, open_array, selected_entries
 from .config import TrainConfig
-from .datasets import jitter_intensity, resize_square
+from .datasets import global_image, jitter_intensity, read_unit, resize_square, working_image
 
 
 @dataclass
 class SDItem:
-    """One cached image with its caption and, if annotated, its lesion mask (at the item's working size)."""
+    """One cached image: its caption and where its arrays at the item's working size are (read per sample, so
+    memory does not grow with the data set)."""
 
-    pixels: np.ndarray  # float32 [0, 1], square: image_size, or data.full_size for inpainting crops
-    breast: np.ndarray  # bool, same size
+    image: Path  # the prepared image: image_size, or data.full_size for inpainting crops (float32 or uint16 .npy)
+    mask: Path  # bool breast mask, same size
     caption: str
     view: str
-    lesion: np.ndarray | None = None  # bool, same size
+    lesion_mask: Path | None = None  # bool, same size, if annotated
     min_crop: int = 0  # inpainting crops: the model size in native pixels, at the working size (as the engine)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        return read_unit(self.image)
+
+    @property
+    def breast(self) -> np.ndarray:
+        return np.load(self.mask)
+
+    @property
+    def lesion(self) -> np.ndarray | None:
+        return None if self.lesion_mask is None else np.load(self.lesion_mask)
 
 
 def caption_for(meta: dict, area_fraction: float) -> str:
@@ -50,10 +63,13 @@ def caption_for(meta: dict, area_fraction: float) -> str:
                         area=area_phrase(area_fraction), density=meta.get("density"))
 
 
-def _lesion(meta: dict, root: Path, size: int) -> np.ndarray | None:
-    """The annotated lesion region at size × size (prepared frame), or None."""
-    if not meta.get("transform") or not (meta.get("lesion_boxes") or meta.get("lesion_mask")):
-        return None
+def _annotated(meta: dict) -> bool:
+    """The entry has a lesion mask or boxes and the transform that maps them into the prepared frame."""
+    return bool(meta.get("transform") and (meta.get("lesion_boxes") or meta.get("lesion_mask")))
+
+
+def _lesion(meta: dict, root: Path, size: int) -> np.ndarray:
+    """The annotated lesion region at size × size (prepared frame)."""
     transform = PrepareTransform.from_json(json.dumps(meta["transform"]))
     if meta.get("lesion_mask"):
         path = Path(meta["lesion_mask"])
@@ -72,21 +88,28 @@ def uses_crops(config: TrainConfig) -> bool:
 
 def load_items(config: TrainConfig) -> list[SDItem]:
     """The cached images config.data selects, with captions and lesion masks, at image_size (or, for inpainting
-    crops, at data.full_size; None = native)."""
+    crops, at data.full_size; None = native); the arrays at that size are derived once into the cache."""
     d, s = config.data, config.image_size
     crops = uses_crops(config)
     root = Path(d.cache)
     items = []
     for meta in selected_entries(root, d.views, d.healthy_only):
-        full = Unit(open_array(root / meta["image"]))[:]
-        rows, cols = meta["transform"]["source_shape"] if meta.get("transform") else full.shape
-        source = full[:rows, :cols]
-        side = (d.full_size or full.shape[0]) if crops else s
-        breast = resize(np.asarray(Image.open(root / meta["mask"])) > 0, (side, side))
-        items.append(SDItem(resize_square(full, side), breast,
-                            caption_for(meta, breast_area_fraction(source, source > 0)),
-                            str(meta.get("view") or "").upper(), _lesion(meta, root, side),
-                            round(s * side / full.shape[0])))
+        native = open_array(root / meta["image"]).shape[0]
+        side = (d.full_size or native) if crops else s
+
+        def area(meta=meta) -> np.ndarray:
+            full = Unit(open_array(root / meta["image"]))
+            rows, cols = meta["transform"]["source_shape"] if meta.get("transform") else full.shape
+            source = full[:rows, :cols]
+            return np.float32(breast_area_fraction(source, source > 0))
+
+        image = working_image(root, meta, side) if crops else global_image(root, meta, side)
+        mask = derived(root, f"mask-{side}", meta,
+                       lambda meta=meta: resize(np.asarray(Image.open(root / meta["mask"])) > 0, (side, side)))
+        lesion = derived(root, f"lesion-{side}", meta, lambda meta=meta: _lesion(meta, root, side)) \
+            if _annotated(meta) else None
+        items.append(SDItem(image, mask, caption_for(meta, float(np.load(derived(root, "area", meta, area)))),
+                            str(meta.get("view") or "").upper(), lesion, round(s * side / native)))
     return items
 
 
@@ -120,8 +143,9 @@ class SDDataset(torch.utils.data.Dataset):
         item = self.items[rng.integers(len(self.items))]
         pixels, hole = item.pixels, None
         if self.inpaint or self.crops:
-            hole = item.lesion if item.lesion is not None else random_box(item.breast, rng, self.sd.box_min,
-                                                                       self.sd.box_max)
+            hole = item.lesion
+            if hole is None:
+                hole = random_box(item.breast, rng, self.sd.box_min, self.sd.box_max)
         if self.crops and (self.inpaint or rng.random() < 0.5):  # the engine's crop around the mask, resized
             window = crop_box(hole, self.sd.crop_margin, item.min_crop).slices
             pixels, hole = pixels[window], hole[window]
