@@ -8,7 +8,6 @@ per-step noise (DDIM eta) are known too.
 """
 from __future__ import annotations
 
-import dataclasses
 import types
 from pathlib import Path
 
@@ -181,8 +180,9 @@ def test_strength_enters_the_schedule_below_strength_T(sampler):
         steps = sorted({t for t, _ in unet.seen}, reverse=True)
         assert steps and max(steps) < 500 and len(steps) == 5, steps
     whole = pipeline()
-    whole(FULL, 0, quick(sampler=sampler, strength=1.0), global01=asymmetric_global())
+    full = whole(FULL, 0, quick(sampler=sampler, strength=1.0), global01=asymmetric_global())
     assert max(t for t, _ in whole.local.unet.seen) > 900, "strength 1 starts from pure noise"
+    assert 2 * result.counters["full"].batches == full.counters["full"].batches
 
 
 @pytest.mark.parametrize("tiling", ["parallel", "sequential"])
