@@ -2,11 +2,13 @@
 
 Pairs come from DICOM folders (grouped by patient, study and laterality with `dicom_io.group_by_breast`) or from a
 CSV with columns `cc` and `mlo` (file paths, relative to the CSV) and optionally `laterality`.
-Each pair is read, prepared (chest wall on the left, square), resized to s×s and encoded once, at start-up.
+Each pair is read, prepared (chest wall on the left, square) and resized to s×s once, into an .npy file of the run
+(`output_dir/pairs/`); samples read it and encode it (R = CC, G = MLO, B from them).
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 from MammoSynthLogic.dualview import encode, encode_view
 
+from .cache import save_array
 from .datasets import jitter_intensity
 
 
@@ -74,31 +77,37 @@ def find_pairs(dicom_dirs: list[str] | tuple[str, ...] = (), pairs_csv: str | No
     return pairs
 
 
-def encode_pair(pair: Pair, size: int, blue: str) -> np.ndarray:
-    """(3, size, size) [0, 1] MammoRGB image of one pair."""
+def view_pair(pair: Pair, size: int) -> np.ndarray:
+    """(2, size, size) [0, 1]: the pair's CC and MLO, each prepared with its chest wall on the left and resized."""
     from MammoSynthLogic.dicom_io import read_mammogram
 
-    cc, mlo = (encode_view(read_mammogram(p), size).pixels for p in (pair.cc, pair.mlo))
-    return encode(cc, mlo, blue)
+    return np.stack([encode_view(read_mammogram(p), size).pixels for p in (pair.cc, pair.mlo)])
 
 
 class DualViewDataset(torch.utils.data.Dataset):
-    """Endless samples; sample `i` is a deterministic function of (seed, i) (same contract as MamboDataset)."""
+    """Endless samples; sample `i` is a deterministic function of (seed, i) (same contract as MamboDataset). Each
+    pair's two views are read per sample from an .npy file written once, so memory does not grow with the pairs."""
 
-    def __init__(self, encoded: list[np.ndarray], *, blue: str = "diff", seed: int = 0,
-                 intensity_jitter: float = 0.0):
-        self.encoded, self.blue, self.seed, self.intensity_jitter = encoded, blue, seed, intensity_jitter
+    def __init__(self, views: list[Path], *, blue: str = "diff", seed: int = 0, intensity_jitter: float = 0.0):
+        self.views, self.blue, self.seed, self.intensity_jitter = views, blue, seed, intensity_jitter
 
     @classmethod
-    def from_pairs(cls, pairs: list[Pair], size: int, *, blue: str = "diff", **kwargs) -> "DualViewDataset":
-        return cls([encode_pair(p, size, blue) for p in pairs], blue=blue, **kwargs)
+    def from_pairs(cls, pairs: list[Pair], size: int, folder: str | Path, **kwargs) -> "DualViewDataset":
+        """Views of every pair at size, written once into folder (named by the pair's files and the size)."""
+        paths = []
+        for pair in pairs:
+            path = Path(folder) / f"{hashlib.sha1(f'{pair.cc}|{pair.mlo}|{size}'.encode()).hexdigest()[:16]}.npy"
+            if not path.is_file():
+                save_array(path, view_pair(pair, size))
+            paths.append(path)
+        return cls(paths, **kwargs)
 
     def __len__(self) -> int:
         return 2 ** 31 - 1
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         rng = np.random.default_rng([self.seed, index])
-        rgb = self.encoded[rng.integers(len(self.encoded))]
-        views = jitter_intensity(rgb[:2], rng, self.intensity_jitter)  # one gamma/gain for both views
+        views = np.load(self.views[rng.integers(len(self.views))])
+        views = jitter_intensity(views, rng, self.intensity_jitter)  # one gamma/gain for both views
         rgb = encode(views[0], views[1], self.blue)
         return {"pixel_values": torch.from_numpy(rgb * 2 - 1), "index": index}

@@ -11,6 +11,7 @@ weights are inflated to 3 channels); empty = from scratch). All three channels a
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .config import TrainConfig
 from .dualview_data import DualViewDataset, find_pairs
@@ -42,13 +43,16 @@ def base_model(config: TrainConfig):
 
 
 def build_dataset(config: TrainConfig, log=print) -> DualViewDataset:
-    """Encoded pairs of config.data (DICOM folders or CSV) at config.image_size."""
+    """The pairs of config.data (DICOM folders or CSV) at config.image_size, views kept in output_dir/pairs."""
     d = config.data
     pairs = find_pairs(d.dicom_dirs, d.pairs_csv or None, log)
     log(f"{len(pairs)} CC/MLO pairs: " + ", ".join("/".join(p.key) for p in pairs[:8])
         + (" ..." if len(pairs) > 8 else ""))
-    return DualViewDataset.from_pairs(pairs, config.image_size, blue=d.blue_channel, seed=config.seed,
-                                      intensity_jitter=d.intensity_jitter)
+    from accelerate import PartialState
+
+    with PartialState(cpu=config.cpu).main_process_first():  # the main process writes the views, the others read
+        return DualViewDataset.from_pairs(pairs, config.image_size, Path(config.output_dir) / "pairs",
+                                          blue=d.blue_channel, seed=config.seed, intensity_jitter=d.intensity_jitter)
 
 
 def train_dualview(config: TrainConfig, resume: str | None = "latest") -> dict:

@@ -68,9 +68,10 @@ def test_pairs_from_csv(tmp_path, pair_folder):
         find_pairs([str(tmp_path / "empty")], None, log=lambda m: None)
 
 
-def test_dataset_samples_are_rgb_encoded(pair_folder):
-    dataset = DualViewDataset.from_pairs(pairs_from_dicoms([pair_folder], log=lambda m: None), 16, seed=0,
-                                         intensity_jitter=0.05)
+def test_dataset_samples_are_rgb_encoded(pair_folder, tmp_path):
+    dataset = DualViewDataset.from_pairs(pairs_from_dicoms([pair_folder], log=lambda m: None), 16, tmp_path / "pairs",
+                                         seed=0, intensity_jitter=0.05)
+    assert np.load(dataset.views[0]).shape == (2, 16, 16)  # the views on disk, read per sample
     x = dataset[3]["pixel_values"]
     assert x.shape == (3, 16, 16) and x.min() >= -1 and x.max() <= 1
     x01 = (x + 1) / 2
