@@ -88,7 +88,7 @@ class AnomalyPipeline:
         keys = [("anomaly", d) for d in range(settings.draws)]
         x = self._partial_denoise(self.global_, x0, None, seed, keys, settings,
                                   on_step=lambda i, n: reporter.update("anomaly: reconstruct", i, n))
-        return to01(x.mean(dim=0)[0].cpu().numpy())
+        return to01(x.mean(dim=0)[0])
 
     def reconstruct_native(self, working: np.ndarray, mask: np.ndarray, settings: AnomalySettings, seed: int,
                            reporter: Reporter) -> np.ndarray:
@@ -114,4 +114,4 @@ class AnomalyPipeline:
             index.scatter_add(wsum, weights.expand(len(group), s, s))
         reporter.update("anomaly: tiles", len(groups), len(groups))
         recon = torch.where(wsum > 0, acc / wsum.clamp_min(1e-12), model)
-        return to01(recon.cpu().numpy())
+        return to01(recon)

@@ -204,8 +204,9 @@ def background_mask(coarse01: np.ndarray, shape: tuple[int, int], margin: float 
     return resize(region, shape)
 
 
-def to01(x: np.ndarray) -> np.ndarray:
-    return np.clip((x + 1) / 2, 0, 1).astype(np.float32)
+def to01(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Model space [-1, 1] to float32 [0, 1], clipped, as NumPy (a tensor is mapped on its device first)."""
+    return (torch.as_tensor(x, dtype=torch.float32) + 1).mul_(0.5).clamp_(0, 1).cpu().numpy()
 
 
 class MamboPipeline:
@@ -243,7 +244,7 @@ class MamboPipeline:
                                                              up=up if self.local.aligned_context else None),
                              background_mask(g01, (mid_size,) * 2), seed, settings, counters["mid"], tiles_used,
                              reporter, coarse=g)
-        mid01 = to01(mid.cpu().numpy())
+        mid01 = to01(mid)
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         full = self.run_stage("full", self.patch, size,
@@ -251,7 +252,7 @@ class MamboPipeline:
                                                               up=up if self.patch.aligned_context else None),
                               background_mask(mid01, (size, size)), seed, settings, counters["full"], tiles_used,
                               reporter, coarse=mid)
-        return MamboResult(image=to01(full.cpu().numpy()), mid=mid01, global_image=g01,
+        return MamboResult(image=to01(full), mid=mid01, global_image=g01,
                            counters=counters, tiles=tiles_used, settings=settings)
 
     def upscale(self, prepared01: np.ndarray, seed: int, settings: MamboSettings,

@@ -198,5 +198,5 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
         reporter.update("inpaint (RePaint)", done, total)
 
     result = working.copy()
-    result[win] = np.where(work_mask[win], to01(x.cpu().numpy()), working[win])
+    result[win] = np.where(work_mask[win], to01(x), working[win])
     return np.where(mask, transform.to_source(result), pixels)
