@@ -13,8 +13,7 @@ from training_helpers import ROOT, subprocess_env
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
 
 
-@pytest.mark.slow
-def test_cpu_smoke_run_prints_every_figure():
+def test_cpu_smoke_run_prints_every_figure():  # ~15 s on 2 cores
     proc = subprocess.run([str(SCRIPT), "--cpu-smoke", "--train-steps", "1"], capture_output=True, text=True,
                           env=subprocess_env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
