@@ -3,7 +3,8 @@
 A GPU speeds up the U-Net, not the work around it (contexts, thresholding, blending, scheduler steps, copies). Here
 the U-Net returns zeros instantly, so the wall time of stages 2 and 3 (one given global image, every tile active,
 fast preset, k = 3) is the host time per image. Prints one JSON object: wall seconds per image (best and median of
-`--repeat` runs, without the profiler) and, from one cProfile run, the share of each part.
+`--repeat` runs, without the profiler), the process CPU seconds (less sensitive to other load on a shared
+machine) and, from one cProfile run, the share of each part.
 
     nice -n 10 python Testing/benchmarks/bench_overhead.py [--cases 1024:64,3840:256] [--repeat 3]
 """
@@ -100,22 +101,23 @@ def run_case(size: int, s: int, k: int, repeat: int, device: str) -> dict:
     g = global_disc(s)
 
     def once():
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         result = pipe(size, 0, settings, global01=g)
         if device == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start, result
+        return time.perf_counter() - start, time.process_time() - cpu, result
 
     once()  # warm-up: imports, allocator
-    walls = [once()[0] for _ in range(repeat)]
+    walls, cpus = zip(*[once()[:2] for _ in range(repeat)])
     profile = cProfile.Profile()
     profile.enable()
-    profiled, result = once()
+    profiled, _, result = once()
     profile.disable()
-    return {"size": size, "s": s, "k": k, "chunk": settings.chunk, "tiles": result.tiles, "unet_calls": {n: c.batches for n, c in
-                                                                                  result.counters.items()},
+    return {"size": size, "s": s, "k": k, "chunk": settings.chunk, "tiles": result.tiles,
+            "unet_calls": {n: c.batches for n, c in result.counters.items()},
             "host_s_best": round(min(walls), 3), "host_s_median": round(statistics.median(walls), 3),
-            "runs": [round(w, 3) for w in walls], "profiled_s": round(profiled, 3),
+            "runs": [round(w, 3) for w in walls], "cpu_s_best": round(min(cpus), 3),
+            "profiled_s": round(profiled, 3),
             "parts": parts(profile, profiled), "top_own_time": top_functions(profile)}
 
 
