@@ -80,8 +80,8 @@ def crops(image: torch.Tensor, tops: Sequence[int], lefts: Sequence[int], size: 
           fill: float = BACKGROUND) -> torch.Tensor:
     """(N, size, size) crops of a 2-D tensor with top-left corners (tops[i], lefts[i]); outside the image is `fill`."""
     h, w = image.shape
-    pad = max([size, *(-v for v in [*tops, *lefts]), *(v + size - h for v in tops), *(v + size - w for v in lefts)])
-    padded = F.pad(image[None, None], (pad,) * 4, value=fill)[0, 0]
+    pad = max(0, -min(tops), -min(lefts), max(tops) + size - h, max(lefts) + size - w)
+    padded = F.pad(image[None, None], (pad,) * 4, value=fill)[0, 0] if pad else image
     return torch.stack([padded[y + pad:y + pad + size, x + pad:x + pad + size] for y, x in zip(tops, lefts)])
 
 
