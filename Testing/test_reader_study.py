@@ -5,6 +5,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ import pytest
 from dicom_factory import dciodvfy_errors
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.dicom_io import write_synthetic_dicom
-from MammoSynthLogic.reader_study.prepare import Canvas, common_canvas, prepare_study
+from MammoSynthLogic.reader_study.canvas import Canvas, Crop, common_canvas
+from MammoSynthLogic.reader_study.prepare import prepare_study
 from MammoSynthLogic.reader_study.telltales import features, telltales
 from MammoSynthLogic.reader_study.responses import Answer, ReaderResponses
 from MammoSynthLogic.reader_study.scoring import auc, binary_metrics, load_key, roc_curve, score_study
@@ -156,25 +158,30 @@ def test_prepare_errors_are_one_line(tmp_path, real_dicoms, capsys):
 
 
 def test_default_size_is_fixed_and_a_large_enlargement_is_refused(tmp_path, real_dicoms, capsys):
-    sizes = {Path("film.dcm"): (4000, 3000, 16), Path("syn.dcm"): (1500, 1000, 12)}
-    assert common_canvas(sizes) == Canvas(rows=2048, columns=1536, bits=12)
-    assert common_canvas(sizes, rows=1024).rows == 1024
-    small = make_synthetic(tmp_path / "syn", n=1)[0]  # 640 rows: 3.2x to 2048
+    crops = {Path("film.dcm"): Crop(0, 4000, 0, 1500, False, "left"), Path("syn.dcm"): Crop(0, 1100, 0, 1000, False, "left")}
+    assert common_canvas(crops, 12) == Canvas(rows=2048, columns=1638, bits=12)  # 0.8 x 2048, whatever the mix
+    assert common_canvas(crops, 16, rows=1024, columns=1024) == Canvas(rows=1024, columns=1024, bits=16)
+    small = make_synthetic(tmp_path / "syn", n=1)[0]  # a 601 x 381 half ellipse: ~625 rows with its 2 % margins
     code = main(["reader-study", "prepare", "--real", str(real_dicoms[0]), "--synthetic", str(small),
                  "--out", str(tmp_path / "s"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and err.startswith(f"error: {small}: is 640x400") and "--allow-upscale" in err
+    spans = re.match(rf"error: {re.escape(str(small))}: its breast spans (\d+)x(\d+) pixels: .* enlarges it ([\d.]+)x", err)
+    assert code == 2 and spans and 600 <= int(spans[1]) <= 640 and 381 <= int(spans[2]) <= 410
+    assert float(spans[3]) == round(2048 / int(spans[1]), 1) and "--allow-upscale" in err
     assert "\n" not in err and not (tmp_path / "s").exists()
-    assert common_canvas({small: (640, 400, 16)}, allow_upscale=True).rows == 2048
+    tiny = {small: Crop(0, 640, 0, 400, False, "left")}
+    assert common_canvas(tiny, 16, allow_upscale=True).rows == 2048
+    assert common_canvas(tiny, 16, rows=1280) == Canvas(rows=1280, columns=1024, bits=16)  # 2x exactly: allowed
 
 
-def test_trivial_classifier_sees_labels_that_cleaning_removes(tmp_path, real_dicoms, study):
+def test_trivial_classifier_sees_film_base_that_cleaning_removes(tmp_path, real_dicoms, study):
     told = json.loads((study / "_key" / "manifest.json").read_text())["telltales"]
     assert (told["n_real"], told["n_synthetic"]) == (8, 3)
     assert told["auc"]["mean_outside_breast"] == 0.5 and told["auc"]["std_outside_breast"] == 0.5  # all black
     syn = make_synthetic(tmp_path / "syn", n=3)
     kept = prepare_study(real_dicoms[:3], syn, tmp_path / "kept", rows=256, seed=1, zero_background=False)
-    assert kept.telltales["auc"]["mean_outside_breast"] == 1.0 and not kept.telltales["blinded"]  # film labels
+    # the crop leaves few label pixels, but the film base kept beside the breast has grain; synthetic air has none
+    assert kept.telltales["auc"]["std_outside_breast"] == 1.0 and not kept.telltales["blinded"]
 
 
 def test_telltales_of_known_features():

@@ -1,0 +1,148 @@
+"""The reader-study size policy: every copy, real or synthetic, is its breast cropped and fitted to one canvas.
+
+Films are tall and padded by the scanner, synthetic images are square and padded by the model; after a crop to the
+breast's bounding box neither padding is left to tell them apart. The crop is fitted, aspect kept, into one fixed
+canvas (2,048 rows, 0.8 as wide by default), vertically centred, chest wall against the side the laterality
+dictates (L left, R right, as films are hung back to back). Resampling averages areas when it shrinks and is bicubic
+when it enlarges, so that neither leaves aliasing or blocks a reader could go by.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from scipy import ndimage
+
+from MammoSynthLogic.breast_mask import Side, breast_region, breast_side
+from MammoSynthLogic.deidentify import outside_breast
+from MammoSynthLogic.dicom_io import MammogramImage
+from MammoSynthLogic.errors import MammoSynthError
+
+DEFAULT_ROWS = 2048  # a reading-room size: films keep their detail, a 1,024-pixel synthetic breast is enlarged ~2x
+ASPECT = 0.8  # columns per row: the 24 x 30 cm detector and film format, upright
+MAX_UPSCALE = 2.0  # beyond this an enlarged image looks soft next to the others: refused unless allowed
+MARGIN = 0.02  # background kept around the breast's box, as a fraction of its longer side
+STRIP_CUT = 0.07  # opening radius, as a fraction of the breast's size (root of its area), that cuts off thin strips
+PREVIEW_SIDE = 512  # the crop is planned on a preview: the breast region is found at this size anyway
+LATERALITY_SIDE: dict[str, Side] = {"L": "left", "R": "right"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Canvas:
+    """The one matrix and bit depth every reader copy has."""
+
+    rows: int
+    columns: int
+    bits: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Crop:
+    """The window cut from a source image (full-resolution pixels, end excluded; it reaches past the image where the
+    margin needs room, and that part is black) and how it goes on the canvas."""
+
+    top: int
+    bottom: int
+    left: int
+    right: int
+    mirror: bool  # the stored chest wall is on the other side than the laterality says
+    side: Side  # chest wall side on the canvas
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.bottom - self.top, self.right - self.left
+
+    def scale(self, canvas: Canvas) -> float:
+        """The factor that fits the box into the canvas, aspect kept."""
+        return min(canvas.rows / self.shape[0], canvas.columns / self.shape[1])
+
+
+def _breast_proper(region: np.ndarray) -> np.ndarray:
+    """The region without thin parts such as a film's border strip (an opening; the image edge counts as outside).
+    The radius follows the breast, not the image, so a breast gets the same box whatever padding surrounds it."""
+    radius = STRIP_CUT * np.sqrt(region.sum())
+    pad = int(radius) + 2
+    padded = np.pad(region, pad)
+    core = ndimage.distance_transform_edt(padded) > radius
+    opened = (ndimage.distance_transform_edt(~core) <= radius)[pad:-pad, pad:-pad] & region
+    return opened if opened.any() else region
+
+
+def plan_crop(preview: MammogramImage) -> Crop:
+    """The breast's box with a margin (none at the chest wall), and the chest-wall side, from a preview read with
+    `PREVIEW_SIDE`. The box is the breast itself, not grown: a grown rim would be wider around a breast that fills
+    less of its image."""
+    region = breast_region(preview.pixels)
+    if not region.any():
+        raise MammoSynthError(preview.path, "no breast found in the image; leave it out of the study")
+    found = breast_side(preview.pixels, region)
+    proper = _breast_proper(region)
+    step = preview.pixel_step
+    rows, cols = np.flatnonzero(proper.any(axis=1)) * step, np.flatnonzero(proper.any(axis=0)) * step
+    top, bottom, left, right = rows[0], rows[-1] + step, cols[0], cols[-1] + step
+    margin = round(MARGIN * max(bottom - top, right - left))
+    left, right = (left, right + margin) if found == "left" else (left - margin, right)
+    side = LATERALITY_SIDE.get(preview.laterality or "", found)
+    return Crop(top=top - margin, bottom=bottom + margin, left=left, right=right, mirror=side != found, side=side)
+
+
+def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None, columns: Optional[int] = None,
+                  allow_upscale: bool = False) -> Canvas:
+    """`rows` (default 2,048) by `columns` (default 0.8 x rows); refuses an image whose breast would be enlarged
+    more than `MAX_UPSCALE` times unless `allow_upscale`."""
+    rows = int(rows or DEFAULT_ROWS)
+    canvas = Canvas(rows=rows, columns=int(columns or round(ASPECT * rows)), bits=int(min(16, max(8, bits))))
+    for path, crop in crops.items():
+        scale = crop.scale(canvas)
+        if scale > MAX_UPSCALE and not allow_upscale:
+            h, w = crop.shape
+            most = int(MAX_UPSCALE * max(h, w * canvas.rows / canvas.columns))
+            raise MammoSynthError(path, f"its breast spans {h}x{w} pixels: fitting it to {canvas.rows}x"
+                                        f"{canvas.columns} enlarges it {scale:.1f}x (more than {MAX_UPSCALE:g}x "
+                                        f"makes it stand out); lower --rows to at most {most}, leave it out, or pass "
+                                        f"--allow-upscale")
+    return canvas
+
+
+def resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area averaging when shrinking (no aliasing), bicubic when enlarging (no blocks); float32."""
+    from PIL import Image
+
+    if tuple(shape) == pixels.shape:
+        return pixels.astype(np.float32, copy=False)
+    method = Image.Resampling.BOX if shape[0] < pixels.shape[0] else Image.Resampling.BICUBIC
+    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32))
+    return np.asarray(image.resize((shape[1], shape[0]), method), dtype=np.float32)
+
+
+def _window(pixels: np.ndarray, crop: Crop, fill: float | bool) -> np.ndarray:
+    """The crop's window of `pixels`, `fill` where it reaches past the image."""
+    out = np.full(crop.shape, fill, dtype=np.float32 if pixels.dtype != bool else bool)
+    top, left = max(crop.top, 0), max(crop.left, 0)
+    bottom, right = min(crop.bottom, pixels.shape[0]), min(crop.right, pixels.shape[1])
+    out[top - crop.top:bottom - crop.top, left - crop.left:right - crop.left] = pixels[top:bottom, left:right]
+    return out
+
+
+def fit_to_canvas(pixels: np.ndarray, crop: Crop, canvas: Canvas, zero_background: bool) -> tuple[np.ndarray, float]:
+    """The breast cropped, fitted and placed on the canvas (uint16 below 2**bits), and the scale; with
+    `zero_background`, black outside the breast and the background level taken off inside (film base)."""
+    cut = _window(pixels, crop, 0.0)
+    if zero_background:  # film base is grey, a synthetic background black: both become black, skin margin too
+        outside = outside_breast(pixels)
+        base = float(np.median(pixels[outside])) if outside.any() else 0.0
+        cut = np.where(_window(outside, crop, True), 0.0, np.clip((cut - base) / max(1.0 - base, 1e-6), 0.0, 1.0))
+    if crop.mirror:
+        cut = cut[:, ::-1]
+    scale = crop.scale(canvas)
+    shape = (min(canvas.rows, max(1, round(crop.shape[0] * scale))),
+             min(canvas.columns, max(1, round(crop.shape[1] * scale))))
+    out = np.zeros((canvas.rows, canvas.columns), np.float32)
+    top = (canvas.rows - shape[0]) // 2
+    left = 0 if crop.side == "left" else canvas.columns - shape[1]
+    out[top:top + shape[0], left:left + shape[1]] = resample(cut, shape)
+    if zero_background:  # again on the canvas: the rim left around the skin line is then alike in every copy
+        out[outside_breast(out)] = 0.0
+    return np.rint(np.clip(out, 0.0, 1.0) * ((1 << canvas.bits) - 1)).astype(np.uint16), scale
