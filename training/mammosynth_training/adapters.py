@@ -1,7 +1,8 @@
 """Public mammography data sets as distributed -> the training images and their labels (`Source`s).
 
 - `cbis-ddsm`: the TCIA tree (`<subject>/<study>/<series>/1-1.dcm`; a subject is e.g. `Mass-Training_P_00001_LEFT_CC`,
-  its abnormality n's ROI images are under `<subject>_<n>`) and the four `{mass,calc}_case_description_{train,test}_set.csv`.
+  its abnormality n's ROI images are under `<subject>_<n>`) and the four
+  `{mass,calc}_case_description_{train,test}_set.csv`.
   Only full mammograms are training images; each ROI subject holds a binary mask and a cropped lesion image in either
   order (told apart by content), the masks become the full image's `lesion_mask`.
 - `vindr-mammo`: `images/<study_id>/<image_id>.dicom`, `breast-level_annotations.csv`, `finding_annotations.csv`.
@@ -261,7 +262,8 @@ def vindr_mammo(dirs: list[Path], csv_path: Path | None, log=print) -> list[Sour
                 boxes.append([float(v) for v in box])
         birads = _birads(row.get("breast_birads"))
         found.append(Source(path, {
-            "laterality": row.get("laterality", "").upper() or None, "view": row.get("view_position", "").upper() or None,
+            "laterality": row.get("laterality", "").upper() or None,
+            "view": row.get("view_position", "").upper() or None,
             "density": density_letter(row.get("breast_density")), "birads": birads,
             "healthy": birads == 1 and not categories and not boxes,
             "abnormality": ",".join(sorted(c.lower() for c in categories)) or None,

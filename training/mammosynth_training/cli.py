@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _prepare(args: argparse.Namespace) -> int:
     from .prepare_data import prepare_data
 
-    entries = prepare_data(args.dicom_dirs, args.out, csv_path=args.csv, fmt=args.fmt, healthy_only=args.healthy_only,
-                           views=args.views, vendors=args.vendors, multiple=args.multiple)
+    entries = prepare_data(args.dicom_dirs, args.out, csv_path=args.csv, fmt=args.fmt,
+                           healthy_only=args.healthy_only, views=args.views, vendors=args.vendors,
+                           multiple=args.multiple)
     print(f"{len(entries)} images cached in {args.out}")
     return 0 if entries else 1
 

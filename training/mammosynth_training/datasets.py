@@ -4,7 +4,8 @@ Channel layouts, all s×s, values in [-1, 1]; F is the prepared image at full re
 - mambo-global: [G]
 - mambo-local:  [k·s crop of F centred on c, resized to s;  G shifted so that c is at its centre;  G]
 - mambo-patch:  [s×s crop of F centred on c;  k·s crop of F centred on c, resized to s;  G]
-c is a random breast pixel (a non-zero pixel of the prepared image, whose background is zero). Outside the image, crops and shifts are filled with the image minimum (0 = background).
+c is a random breast pixel (a non-zero pixel of the prepared image, whose background is zero). Outside the image,
+crops and shifts are filled with the image minimum (0 = background).
 The shift is the engine's (`MammoSynthLogic.pipelines.mambo.shifted_global`), so training and sampling agree.
 """
 from __future__ import annotations
@@ -136,7 +137,8 @@ class MamboDataset(torch.utils.data.Dataset):
         """The image sample `index` is cut from: position index mod n of epoch index // n's permutation."""
         epoch, position = divmod(index, len(self.items))
         if self._order[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.seed, epoch, len(self.items)]).permutation(len(self.items)))
+            n = len(self.items)
+            self._order = (epoch, np.random.default_rng([self.seed, epoch, n]).permutation(n))
         return int(self._order[1][position])
 
     @staticmethod

@@ -161,7 +161,8 @@ def training_probe(config: TrainConfig, batch_size: int, steps: int = 1, sd2_bas
             "scheduler": scheduler}
 
 
-def sampling_step(unet, scheduler, x: torch.Tensor, context: torch.Tensor | None = None, steps: int = 20) -> torch.Tensor:
+def sampling_step(unet, scheduler, x: torch.Tensor, context: torch.Tensor | None = None,
+                  steps: int = 20) -> torch.Tensor:
     """The first step of a `steps`-step DPM-Solver++ schedule (the engine's settings, `MammoSynthLogic.sampling`)
     on the noised channels x, with the clean context channels (if any) as extra U-Net input."""
     from MammoSynthLogic.sampling import make_scheduler

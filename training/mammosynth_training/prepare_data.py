@@ -47,7 +47,8 @@ def prepare_data(dicom_dirs: list[Path], out: Path, *, csv_path: Path | None = N
                                                                     multiple, log))]
     description = (f"{len(entries)} images prepared from {', '.join(map(str, dicom_dirs))}"
                    f"{' (healthy only)' if healthy_only else ''}"
-                   f"{' views ' + ','.join(views) if views else ''}{' vendors ' + ','.join(vendors) if vendors else ''}")
+                   f"{' views ' + ','.join(views) if views else ''}"
+                   f"{' vendors ' + ','.join(vendors) if vendors else ''}")
     write_metadata(out, entries, description)
     return entries
 

@@ -201,7 +201,8 @@ def inbreast_tree(root: Path, smalls: list[Small]) -> tuple[Path, dict[str, dict
             rois.append({"Name": "Mass", "NumberOfPoints": 4, "Point_px": [f"({x:.1f}, {y:.1f})" for x, y in polygon]})
         if i == 5:
             y, x = np.nonzero(lesion(small, 1))
-            rois.append({"Name": "Calcification", "NumberOfPoints": 1, "Point_px": [f"({x.mean():.1f}, {y.mean():.1f})"]})
+            rois.append({"Name": "Calcification", "NumberOfPoints": 1,
+                         "Point_px": [f"({x.mean():.1f}, {y.mean():.1f})"]})
             mask[round(y.mean()), round(x.mean())] = True  # (a disc around it: checked to contain this pixel)
         if rois:
             (root / "AllXML").mkdir(parents=True, exist_ok=True)

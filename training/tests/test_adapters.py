@@ -117,7 +117,8 @@ def test_inbreast_xml_rois_density_and_birads(inbreast):
     assert "format: inbreast" in log and len(entries) == 8
     for entry in entries:
         want = truth[Path(entry["source"]).name.split("_")[0]]
-        assert (entry["density"], entry["healthy"], entry["birads"]) == (want["density"], want["healthy"], want["birads"])
+        assert (entry["density"], entry["healthy"], entry["birads"]) == (want["density"], want["healthy"],
+                                                                          want["birads"])
         assert (entry["view"], entry["laterality"]) == (want["view"], want["laterality"])  # file name says ML
         if not want["mask"].any():
             assert entry["lesion_mask"] is None and entry["abnormality"] is None
