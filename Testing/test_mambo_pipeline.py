@@ -225,3 +225,12 @@ def test_aligned_bundles_see_the_coarser_stage_under_each_tile(tmp_path, monkeyp
     manifest_path.write_text(json.dumps({**manifest, "aligned_context": False}))
     with pytest.raises(MammoSynthError, match="channel"):
         load_mambo_set([str(folder)])
+
+
+def test_compile_flag_is_off_by_default_and_the_same_path_off_cuda(pipe):
+    """torch.compile / CUDA graphs only on CUDA: on CPU the flag leaves the model and every pixel as they are."""
+    from MammoSynthLogic.devices import compiled
+
+    assert MamboSettings.preset("fast").compile is False and MamboSettings.preset("paper").compile is False
+    assert compiled(pipe.patch.unet, "cpu", True) is pipe.patch.unet
+    assert np.array_equal(pipe(100, 3, quick()).image, pipe(100, 3, quick(compile=True)).image)
