@@ -166,7 +166,8 @@ def _read_pixels(path: Path) -> np.ndarray:
 
 def cbis_ddsm(dirs: list[Path], csv_path: Path | None, log=print) -> list[Source]:
     """Full mammograms of a CBIS-DDSM tree with density, abnormality, pathology and split from the description
-    CSVs, and the union of their abnormalities' ROI masks as lesion mask."""
+    CSVs, and the union of their abnormalities' ROI masks as lesion mask. A mammogram with masses and
+    calcifications is in the tree twice (a Mass-* and a Calc-* subject): it is cached once, with both."""
     descriptions = _files(dirs + ([csv_path] if csv_path else []), "*_case_description_*.csv")
     if not descriptions:
         raise ValueError(f"{', '.join(map(str, dirs))}: no CBIS-DDSM description CSVs "
@@ -181,31 +182,34 @@ def cbis_ddsm(dirs: list[Path], csv_path: Path | None, log=print) -> list[Source
             rows.setdefault(subject.upper(), []).append(row)
     subjects = {p.name.upper(): p for d in dirs for p in ([d] if d.is_dir() else []) + sorted(d.rglob("*"))
                 if p.is_dir() and CBIS_SUBJECT.match(p.name)}
-    found = []
-    for name, folder in sorted(subjects.items()):
+    mammograms: dict[tuple[str, ...], list[str]] = {}  # (patient, side, view) -> its Mass-* and Calc-* subjects
+    for name in sorted(subjects):
         match = CBIS_SUBJECT.match(name)
-        if match.group(6):  # an abnormality's ROI folder: read with its full image below
-            continue
-        dicoms = sorted(folder.rglob("*.dcm"))
+        if not match.group(6):  # (ROI folders, `<subject>_<n>`, are read with their full image)
+            mammograms.setdefault(match.group(3, 4, 5), []).append(name)
+    found = []
+    for (_, side, view), names in sorted(mammograms.items()):
+        dicoms = sorted(subjects[names[0]].rglob("*.dcm"))
         if not dicoms:
-            log(f"skipped: {folder}: no DICOM file")
+            log(f"skipped: {subjects[names[0]]}: no DICOM file")
             continue
-        if len(dicoms) > 1:
-            log(f"skipped: {', '.join(map(str, dicoms[1:]))}: a second image in the full-mammogram folder {folder}")
-        masks = []
-        for roi in sorted(n for n in subjects if n.startswith(name + "_")):
-            for path in sorted(subjects[roi].rglob("*.dcm")):
-                kind = "ROI mask" if _is_mask(_read_pixels(path)) else "cropped lesion image"
-                log(f"not a training image: {path} ({kind} of {folder.name})")
-                if kind == "ROI mask":
-                    masks.append(path)
-        labels = {"laterality": match.group(4)[0].upper(), "view": match.group(5).upper(),
-                  "split": "train" if match.group(2).lower() == "training" else "test"}
-        described = rows.get(name, [])
+        for extra in dicoms[1:] + [p for name in names[1:] for p in sorted(subjects[name].rglob("*.dcm"))]:
+            log(f"not cached twice: {extra} (the same mammogram as {dicoms[0]}: labels and masks merged)")
+        masks, described = [], []
+        for name in names:
+            described += rows.get(name, [])
+            for roi in sorted(n for n in subjects if n.startswith(name + "_")):
+                for path in sorted(subjects[roi].rglob("*.dcm")):
+                    kind = "ROI mask" if _is_mask(_read_pixels(path)) else "cropped lesion image"
+                    log(f"not a training image: {path} ({kind} of {name})")
+                    if kind == "ROI mask":
+                        masks.append(path)
+        labels = {"laterality": side[0], "view": view,
+                  "split": "train" if CBIS_SUBJECT.match(names[0]).group(2) == "TRAINING" else "test"}
         if described:
             labels.update(_cbis_labels(described))
         else:
-            log(f"no description row: {folder.name} (labels from the folder name only)")
+            log(f"no description row: {', '.join(names)} (labels from the folder name only)")
         found.append(Source(dicoms[0], labels, _union_of_masks(masks) if masks else None))
     for name in sorted(set(rows) - set(subjects)):
         log(f"not found: {name} (in the description CSVs, not under {', '.join(map(str, dirs))})")

@@ -84,27 +84,33 @@ CBIS_COLUMNS = ["patient_id", "breast_density", "left or right breast", "image v
                 "image file path", "cropped image file path", "ROI mask file path"]
 CALC_COLUMNS = [c.replace("breast_density", "breast density").replace("mass shape", "calc type")
                 .replace("mass margins", "calc distribution") for c in CBIS_COLUMNS]
-# (small index, subject prefix, abnormality ids, type, pathology, density); small 6 becomes a calcification case
+# (small index, subject prefix, abnormality ids, type, pathology, density): small 6 is a calcification case,
+# small 4 has a mass and a calcification, so it is in the tree twice (Mass-Test_… and Calc-Test_…), as in CBIS-DDSM
 CBIS_CASES = [(0, "Mass-Test", [1], "mass", "BENIGN", 2), (1, "Mass-Test", [1, 2], "mass", "BENIGN", 2),
-              (4, "Mass-Test", [1], "mass", "MALIGNANT", 4), (6, "Calc-Test", [1], "calcification",
-                                                                  "BENIGN_WITHOUT_CALLBACK", 3)]
+              (4, "Mass-Test", [1], "mass", "MALIGNANT", 4),
+              (6, "Calc-Test", [1], "calcification", "BENIGN_WITHOUT_CALLBACK", 3),
+              (4, "Calc-Test", [2], "calcification", "BENIGN", 4)]
 
 
 def cbis_subject(small: Small, prefix: str) -> str:
     return prefix + small.subject[small.subject.index("_P_"):]
 
 
+def mammogram_key(subject: str) -> str:
+    """P_00820_LEFT_CC of Mass-Test_P_00820_LEFT_CC or Calc-Test_P_00820_LEFT_CC: one mammogram."""
+    return subject[subject.index("P_"):]
+
+
 def cbis_tree(root: Path, smalls: list[Small]) -> dict[str, np.ndarray]:
     """CBIS-DDSM/<subject>/<study>/<series>/1-1.dcm for the 8 images, ROI subjects <subject>_<n> with a mask and a
     cropped image (1-1 / 1-2 in alternating order, once in two series), the description CSVs (one row of them
-    for an image that is not downloaded); returns the expected lesion mask per subject."""
+    for an image that is not downloaded); returns the expected lesion mask per mammogram (`mammogram_key`)."""
     tree = root / "CBIS-DDSM"
-    prefixes = {i: p for i, p, *_ in CBIS_CASES}
     for i, small in enumerate(smalls):
-        subject = cbis_subject(small, prefixes.get(i, "Mass-Test"))
-        series = tree / subject / "08-29-2017-DDSM-96009" / "1.000000-full mammogram images-63992"
-        series.mkdir(parents=True)
-        shutil.copy(small.path, series / "1-1.dcm")
+        for prefix in {p for j, p, *_ in CBIS_CASES if j == i} or {"Mass-Test"}:
+            series = tree / cbis_subject(small, prefix) / "08-29-2017-DDSM-96009" / "1.000000-full mammogram images-1"
+            series.mkdir(parents=True)
+            shutil.copy(small.path, series / "1-1.dcm")
     expected, rows, calc_rows = {}, [], []
     for n_case, (i, prefix, ids, kind, pathology, density) in enumerate(CBIS_CASES):
         small, subject = smalls[i], cbis_subject(smalls[i], prefix)
@@ -126,7 +132,8 @@ def cbis_tree(root: Path, smalls: list[Small]) -> dict[str, np.ndarray]:
                    f"{subject}_{n}/1.3.6.1.4.1.9590.100.1.2.3/1.3.6.1.4.1.9590.100.1.2.4/000000.dcm",
                    f"{subject}_{n}/1.3.6.1.4.1.9590.100.1.2.3/1.3.6.1.4.1.9590.100.1.2.5/000001.dcm"]
             (calc_rows if kind == "calcification" else rows).append(row)
-        expected[subject] = union
+        key = mammogram_key(subject)
+        expected[key] = expected[key] | union if key in expected else union
     rows.append(["P_09999", 3, "LEFT", "CC", 1, "mass", "OVAL", "CIRCUMSCRIBED", 4, "MALIGNANT", 3,
                  "Mass-Test_P_09999_LEFT_CC/1.3/1.4/000000.dcm", "Mass-Test_P_09999_LEFT_CC_1/1.5/1.6/000000.dcm",
                  "Mass-Test_P_09999_LEFT_CC_1/1.5/1.7/000001.dcm"])  # described, not downloaded

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_trees import CBIS_CASES, cbis_subject, cbis_tree, inbreast_tree, vindr_tree
+from dataset_trees import CBIS_CASES, cbis_subject, cbis_tree, inbreast_tree, mammogram_key, vindr_tree
 from PIL import Image
 from training_helpers import subprocess_env
 
@@ -54,23 +54,27 @@ def test_cbis_ddsm_caches_full_mammograms_with_their_roi_masks(cbis, smalls):
     cache, expected, entries, log = cbis
     assert "format: cbis-ddsm" in log
     assert len(entries) == 8 and all("full mammogram images" in e["source"] for e in entries)  # no ROI / crop
-    assert sum("not a training image" in line for line in log) == 10  # 5 abnormalities: mask + cropped each
-    assert sum("(ROI mask of" in line for line in log) == 5  # told apart by content, whatever the 1-1/1-2 order
+    assert sum("not a training image" in line for line in log) == 12  # 6 abnormalities: mask + cropped each
+    assert sum("(ROI mask of" in line for line in log) == 6  # told apart by content, whatever the 1-1/1-2 order
+    assert sum("not cached twice" in line for line in log) == 1  # small 4: its Calc-Test copy
     assert any("not found: MASS-TEST_P_09999_LEFT_CC" in line for line in log)
-    by_subject = {Path(e["source"]).parts[-4]: e for e in entries}
-    cases = {cbis_subject(smalls[i], prefix): (ids, kind, pathology, density)
-             for i, prefix, ids, kind, pathology, density in CBIS_CASES}
-    for subject, entry in by_subject.items():
-        assert entry["split"] == "test" and entry["view"] == subject.split("_")[-1]
-        assert entry["laterality"] == subject.split("_")[-2][0]
-        if subject not in cases:
+    by_key = {mammogram_key(Path(e["source"]).parts[-4]): e for e in entries}
+    cases: dict[str, list] = {}
+    for i, prefix, ids, kind, pathology, density in CBIS_CASES:
+        cases.setdefault(mammogram_key(cbis_subject(smalls[i], prefix)), []).append((kind, pathology, density))
+    for key, entry in by_key.items():
+        assert entry["split"] == "test" and entry["view"] == key.split("_")[-1]
+        assert entry["laterality"] == key.split("_")[-2][0]
+        if key not in cases:
             assert entry["lesion_mask"] is None and entry["healthy"] is None and entry["density"] is None
             continue
-        ids, kind, pathology, density = cases[subject]
-        np.testing.assert_array_equal(_lesion_png(cache, entry), expected[subject])  # both abnormalities if two
-        assert (entry["abnormality"], entry["pathology"], entry["healthy"]) == (kind, pathology, False)
-        assert entry["density"] == "ABCD"[density - 1]  # the calc CSV's "breast density" read too
-    assert len(cases) == 4 and set(cases) <= set(by_subject)
+        kinds, pathologies, densities = zip(*cases[key])
+        np.testing.assert_array_equal(_lesion_png(cache, entry), expected[key])  # every abnormality's mask
+        assert entry["abnormality"] == ",".join(sorted(set(kinds))) and entry["healthy"] is False
+        assert entry["pathology"] == ("MALIGNANT" if "MALIGNANT" in pathologies else pathologies[0])  # the worst
+        assert entry["density"] == "ABCD"[densities[0] - 1]  # the calc CSV's "breast density" read too
+    assert len(cases) == 4 and set(cases) <= set(by_key)
+    assert by_key["P_00820_LEFT_CC"]["abnormality"] == "calcification,mass"
 
 
 def test_cbis_lesions_and_density_reach_mam_e(cbis):
@@ -83,7 +87,8 @@ def test_cbis_lesions_and_density_reach_mam_e(cbis):
             assert item.lesion is None
             continue
         transform = PrepareTransform.from_json(json.dumps(entry["transform"]))
-        want = resize(transform.to_prepared(expected[Path(entry["source"]).parts[-4]], fill=False), (64, 64))
+        want = resize(transform.to_prepared(expected[mammogram_key(Path(entry["source"]).parts[-4])], fill=False),
+                      (64, 64))
         np.testing.assert_array_equal(item.lesion, want)  # inpainting masks come from the real lesion
         words = {"A": "very low", "B": "low", "C": "high", "D": "very high"}[entry["density"]]
         assert item.caption.endswith(f"{words} density"), item.caption
