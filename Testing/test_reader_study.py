@@ -17,7 +17,7 @@ from MammoSynthLogic.cli import main
 from MammoSynthLogic.dicom_io import write_synthetic_dicom
 from MammoSynthLogic.reader_study.canvas import Canvas, Crop, common_canvas
 from MammoSynthLogic.reader_study.prepare import prepare_study
-from MammoSynthLogic.reader_study.telltales import features, telltales
+from MammoSynthLogic.reader_study.telltales import WHY, features, telltales
 from MammoSynthLogic.reader_study.responses import Answer, ReaderResponses
 from MammoSynthLogic.reader_study.scoring import auc, binary_metrics, load_key, roc_curve, score_study
 
@@ -158,14 +158,16 @@ def test_prepare_errors_are_one_line(tmp_path, real_dicoms, capsys):
 
 
 def test_default_size_is_fixed_and_a_large_enlargement_is_refused(tmp_path, real_dicoms, capsys):
-    crops = {Path("film.dcm"): Crop(0, 4000, 0, 1500, False, "left"), Path("syn.dcm"): Crop(0, 1100, 0, 1000, False, "left")}
+    crops = {Path("film.dcm"): Crop(0, 4000, 0, 1500, False, "left"),
+             Path("syn.dcm"): Crop(0, 1100, 0, 1000, False, "left")}
     assert common_canvas(crops, 12) == Canvas(rows=2048, columns=1638, bits=12)  # 0.8 x 2048, whatever the mix
     assert common_canvas(crops, 16, rows=1024, columns=1024) == Canvas(rows=1024, columns=1024, bits=16)
     small = make_synthetic(tmp_path / "syn", n=1)[0]  # a 601 x 381 half ellipse: ~625 rows with its 2 % margins
     code = main(["reader-study", "prepare", "--real", str(real_dicoms[0]), "--synthetic", str(small),
                  "--out", str(tmp_path / "s"), "--quiet"])
     err = capsys.readouterr().err.strip()
-    spans = re.match(rf"error: {re.escape(str(small))}: its breast spans (\d+)x(\d+) pixels: .* enlarges it ([\d.]+)x", err)
+    spans = re.match(rf"error: {re.escape(str(small))}: its breast spans (\d+)x(\d+) pixels: .* enlarges it ([\d.]+)x",
+                     err)
     assert code == 2 and spans and 600 <= int(spans[1]) <= 640 and 381 <= int(spans[2]) <= 410
     assert float(spans[3]) == round(2048 / int(spans[1]), 1) and "--allow-upscale" in err
     assert "\n" not in err and not (tmp_path / "s").exists()
@@ -194,6 +196,13 @@ def test_telltales_of_known_features():
     assert told["auc"]["noise_floor"] == 1.0 and told["most_telling"] == "noise_floor" and not told["blinded"]
     assert told["auc"]["filled_height"] == told["auc"]["mean_outside_breast"] == 0.5
     assert (rows[0]["filled_height"], rows[0]["filled_width"]) == (round(176 / 256, 3), round(120 / 192, 3))
+    assert "noise_floor" in told["telling"] and "chest_wall_right" not in told["telling"]
+    sides = [features(image, 12)["chest_wall_right"] for image in [flat, flat, flat[:, ::-1], flat[:, ::-1]]]
+    assert sides == [0.0, 0.0, 1.0, 1.0]
+    mixed_sides = telltales([{"chest_wall_right": side} for side in sides], [False, True, False, True])
+    one_sided = telltales([{"chest_wall_right": side} for side in sides], [True, True, False, False])
+    assert (mixed_sides["auc"]["chest_wall_right"], one_sided["auc"]["chest_wall_right"]) == (0.5, 1.0)
+    assert one_sided["telling"] == {"chest_wall_right": WHY["chest_wall_right"]} and not one_sided["blinded"]
 
 
 # ---------------------------------------------------------------- scoring

@@ -27,19 +27,23 @@ def register(sub, parents) -> None:
                          "patients' identity removed as in DICOM PS3.15's basic profile), name them case-0001.dcm... "
                          "in a random order under OUT/reader/, and write the answer key and a manifest with file "
                          "hashes to OUT/_key/ (or --key-out). Real and synthetic images are cleaned alike (outside "
-                         "the breast set to black) and scaled to one height. The manifest and the last output line "
-                         "say how well a trivial classifier (intensity outside the breast, filled size, noise floor) "
-                         "tells real from synthetic in the export: 0.5 is chance. Give readers OUT/reader/ only.")
+                         "the breast set to black), cropped to the breast and fitted to one canvas, chest wall on the "
+                         "side the laterality says. The manifest and the last output line "
+                         "say how well a trivial classifier (intensity outside the breast, filled size, noise floor, "
+                         "chest-wall side) tells real from synthetic in the export: 0.5 is chance; each telling "
+                         "feature is named with what to do. Give readers OUT/reader/ only.")
     q.add_argument("--real", nargs="+", required=True, type=Path, metavar="DIR", help="real mammograms (files or folders)")
     q.add_argument("--synthetic", nargs="+", required=True, type=Path, metavar="DIR", help="synthetic mammograms")
     q.add_argument("--out", required=True, type=Path, metavar="DIR", help="study folder (reader/ and _key/ inside)")
     q.add_argument("--n-real", type=int, metavar="N", help="how many real images to pick at random (default all)")
     q.add_argument("--n-synthetic", type=int, metavar="M", help="how many synthetic images to pick (default all)")
     q.add_argument("--seed", type=int, help="seed of the pick and the order (default random; recorded in the key)")
-    q.add_argument("--rows", type=_dims, help="common image height, aspect kept (default 2048)")
+    q.add_argument("--rows", type=_dims,
+                   help="canvas height; each breast is cropped and fitted into the canvas, aspect kept (default 2048)")
     q.add_argument("--allow-upscale", action="store_true",
-                   help="allow enlarging an image more than 2x to the common height (default: refused, naming it)")
-    q.add_argument("--columns", type=_dims, help="common image width (default: the widest image after scaling)")
+                   help="allow enlarging a breast more than 2x to fit the canvas (default: refused, naming the file)")
+    q.add_argument("--columns", type=_dims,
+                   help="canvas width (default 0.8 x rows, the 24 x 30 cm film and detector format)")
     q.add_argument("--bits", type=int, choices=range(8, 17), metavar="8..16",
                    help="common bit depth (default: the lowest of the picked images)")
     q.add_argument("--keep-background", action="store_true",
@@ -76,7 +80,7 @@ def run_prepare(args: argparse.Namespace, reporter) -> int:
     told = paths.telltales
     reporter.log(f"trivial classifier ({told['most_telling']}): AUC {told['best_auc']} for "
                  f"{told['n_real']} real vs {told['n_synthetic']} synthetic (0.5 = chance)"
-                 + ("" if told["blinded"] else "; the pixels may unblind this study, see telltales in the manifest"))
+                 + "".join(f"; {name} AUC {told['auc'][name]} tells: {why}" for name, why in told["telling"].items()))
     _result(args, {"reader": str(paths.reader), "key": str(paths.key), "manifest": str(paths.manifest),
                    "telltales": told})
     return 0

@@ -55,8 +55,15 @@ class Crop:
         return self.bottom - self.top, self.right - self.left
 
     def scale(self, canvas: Canvas) -> float:
-        """The factor that fits the box into the canvas, aspect kept."""
+        """The factor that fits the window into the canvas, aspect kept."""
         return min(canvas.rows / self.shape[0], canvas.columns / self.shape[1])
+
+    def placement(self, canvas: Canvas) -> tuple[float, tuple[int, int], int, int]:
+        """(scale, fitted shape, top, left) of the window on the canvas: centred vertically, against its side."""
+        scale = self.scale(canvas)
+        shape = (min(canvas.rows, max(1, round(self.shape[0] * scale))),
+                 min(canvas.columns, max(1, round(self.shape[1] * scale))))
+        return scale, shape, (canvas.rows - shape[0]) // 2, 0 if self.side == "left" else canvas.columns - shape[1]
 
 
 def _breast_proper(region: np.ndarray) -> np.ndarray:
@@ -136,12 +143,8 @@ def fit_to_canvas(pixels: np.ndarray, crop: Crop, canvas: Canvas, zero_backgroun
         cut = np.where(_window(outside, crop, True), 0.0, np.clip((cut - base) / max(1.0 - base, 1e-6), 0.0, 1.0))
     if crop.mirror:
         cut = cut[:, ::-1]
-    scale = crop.scale(canvas)
-    shape = (min(canvas.rows, max(1, round(crop.shape[0] * scale))),
-             min(canvas.columns, max(1, round(crop.shape[1] * scale))))
+    scale, shape, top, left = crop.placement(canvas)
     out = np.zeros((canvas.rows, canvas.columns), np.float32)
-    top = (canvas.rows - shape[0]) // 2
-    left = 0 if crop.side == "left" else canvas.columns - shape[1]
     out[top:top + shape[0], left:left + shape[1]] = resample(cut, shape)
     if zero_background:  # again on the canvas: the rim left around the skin line is then alike in every copy
         out[outside_breast(out)] = 0.0

@@ -1,7 +1,8 @@
 """Can a trivial classifier tell real from synthetic in an exported study? One feature at a time, by its AUC.
 
 Each feature is one number per reader copy that says nothing about the anatomy: what is outside the breast, how
-much of the canvas the image fills, the noise floor. A one-threshold classifier on it separates real from synthetic
+much of the canvas the image fills, the noise floor, the side of the chest wall (all synthetic images of one
+laterality among films of both tell by their side alone). A one-threshold classifier on it separates real from synthetic
 as well as its ROC area says (AUC, folded to at least ½: a feature that is low for synthetic images tells as much as
 one that is high). ½ is chance; with few cases chance itself wanders (about ±0.15 for 8 against 8).
 """
@@ -11,11 +12,22 @@ from typing import Sequence
 
 import numpy as np
 
+from MammoSynthLogic.breast_mask import breast_side
 from MammoSynthLogic.deidentify import outside_breast
 from MammoSynthLogic.reader_study.scoring import auc
 
 PRECISION = 3  # differences below a thousandth of the range (a quarter of an 8-bit grey level) are not seen
 TELLING_AUC = 0.75  # above this the export is reported as not blinded by its pixels
+WHY = {  # what a telling feature means and what the coordinator can do; the export itself has done what it can
+    "mean_outside_breast": "the background differs: leave --keep-background off",
+    "std_outside_breast": "the background differs: leave --keep-background off",
+    "filled_height": "the breasts' own proportions differ (the crop leaves nothing else to fill the canvas)",
+    "filled_width": "the breasts' own proportions differ (the crop leaves nothing else to fill the canvas)",
+    "noise_floor": "the grain differs: it follows each image's own noise and how much it is shrunk or enlarged; "
+                   "try another --rows (docs/reader-study.md), no honest resampling makes them alike",
+    "chest_wall_right": "the lateralities are unbalanced: make as many R as L synthetic images "
+                        "(generate --laterality R)",
+}
 
 
 def features(pixels: np.ndarray, bits: int) -> dict[str, float]:
@@ -30,7 +42,8 @@ def features(pixels: np.ndarray, bits: int) -> dict[str, float]:
               "std_outside_breast": float(image[outside].std()) if outside.any() else 0.0,
               "filled_height": (filled_rows[-1] - filled_rows[0] + 1) / image.shape[0] if filled_rows.size else 0.0,
               "filled_width": (filled_cols[-1] - filled_cols[0] + 1) / image.shape[1] if filled_cols.size else 0.0,
-              "noise_floor": noise}
+              "noise_floor": noise,
+              "chest_wall_right": float(inside.any() and breast_side(image, inside) == "right")}
     return {name: round(float(value), PRECISION) for name, value in values.items()}
 
 
@@ -43,6 +56,7 @@ def telltales(rows: Sequence[dict[str, float]], is_synthetic: Sequence[bool]) ->
         areas[name] = round(max(area, 1.0 - area), 3) if np.isfinite(area) else None
     known = {k: v for k, v in areas.items() if v is not None}
     best = max(known, key=known.get) if known else None
+    telling = {name: WHY[name] for name, area in sorted(known.items(), key=lambda kv: -kv[1]) if area > TELLING_AUC}
     return {"classifier": "one threshold on one feature; AUC folded to >= 0.5 (0.5 = chance)", "auc": areas,
             "most_telling": best, "best_auc": known.get(best), "n_real": int((~truth).sum()),
-            "n_synthetic": int(truth.sum()), "blinded": best is None or known[best] <= TELLING_AUC}
+            "n_synthetic": int(truth.sum()), "blinded": not telling, "telling": telling}
