@@ -65,7 +65,7 @@ def density_letter(value: str) -> str | None:
     return DENSITY_LETTERS.get(value, value if value in ("A", "B", "C", "D") else None)
 
 
-def detect_format(dirs: list[Path], csv_path: Path | None) -> str:
+def detect_format(dirs: list[Path]) -> str:
     """The data set layout of the folders; ValueError when two layouts match."""
     found = set()
     for d in dirs:
@@ -86,7 +86,7 @@ def detect_format(dirs: list[Path], csv_path: Path | None) -> str:
 
 def sources(fmt: str, dirs: list[Path], csv_path: Path | None = None, log=print) -> list[Source]:
     """The training images of the folders read as `fmt` (one of FORMATS, or 'auto')."""
-    fmt = detect_format(dirs, csv_path) if fmt == "auto" else fmt
+    fmt = detect_format(dirs) if fmt == "auto" else fmt
     readers = {"cbis-ddsm": cbis_ddsm, "vindr-mammo": vindr_mammo, "inbreast": inbreast, "csv": generic_csv}
     if fmt not in readers:
         raise ValueError(f"--format {fmt}: unknown; choose one of {', '.join(FORMATS)} or auto")

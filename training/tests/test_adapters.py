@@ -138,7 +138,7 @@ def test_ambiguous_or_incomplete_layouts_are_one_line_errors(tmp_path):
     (tmp_path / "breast-level_annotations.csv").write_text("study_id\n")
     (tmp_path / "INbreast.csv").write_text("File Name\n")
     with pytest.raises(ValueError, match="inbreast and vindr-mammo; choose one with --format"):
-        detect_format([tmp_path], None)
+        detect_format([tmp_path])
     tree = tmp_path / "cbis" / "Mass-Training_P_00001_LEFT_CC"
     tree.mkdir(parents=True)
     proc = subprocess.run([sys.executable, "-m", "mammosynth_training.cli", "prepare-data", str(tmp_path / "cbis"),
