@@ -106,6 +106,28 @@ def test_chest_wall_goes_where_the_laterality_says(tmp_path, real_dicoms):
     assert (apart > 1).mean() < 1e-3 and ((apart > 1) <= (copy_l[:, ::-1] < 1000) | (copy_r < 1000)).all()
 
 
+def test_a_label_beside_the_breast_inside_the_window_is_cleaned(tmp_path, real_dicoms):
+    yy, xx = np.mgrid[0:600, 0:400]
+    plain = np.where((xx / 300) ** 2 + ((yy - 300) / 280) ** 2 < 1, 0.5, 0.0).astype(np.float32)
+    labelled = plain.copy()
+    labelled[30:60, 220:290] = 1.0  # in the corner of the breast's box, 100 pixels from the skin line
+    sources = [write_synthetic_dicom(tmp_path / f"{name}.dcm", pixels, provenance={}, laterality="L")
+               for name, pixels in (("plain", plain), ("labelled", labelled))]
+    paths = prepare_study(real_dicoms[:1], sources, tmp_path / "s", n_real=0, seed=1, rows=ROWS)
+    with open(paths.key, newline="") as f:
+        rows = {r["source"]: r for r in csv.DictReader(f)}
+    clean, copy = (pydicom.dcmread(paths.reader / rows[str(p)]["file"]).pixel_array for p in sources)
+    row = rows[str(sources[1])]
+    (top, bottom), (left, right) = (map(int, part.split(":")) for part in row["crop"].split(","))
+    assert top < 30 and right > 290  # the label is inside the window: only the cleaning can take it out
+    scale = float(row["scale"])
+    offset = (ROWS - round((bottom - top) * scale)) // 2  # centred vertically, chest wall (left) at column 0
+    label = np.s_[offset + int((30 - top) * scale):offset + int((60 - top) * scale) + 1,
+                  int((220 - left) * scale):int((290 - left) * scale) + 1]
+    # the label is a blob apart from the breast: region, base level and so every pixel are as without it
+    assert copy[label].max() == 0 and np.array_equal(copy, clean)
+
+
 def test_area_averaging_down_and_bicubic_up():
     board = np.indices((256, 256)).sum(axis=0) % 2  # one-pixel checkerboard: aliases to 0 or 1 unless averaged
     assert np.allclose(resample(board, (128, 128)), 0.5, atol=1e-6)
