@@ -1,8 +1,8 @@
 """MAMBO pipeline driven by exact denoisers: stand-in U-Nets whose correct output is known analytically.
 
-Point mass: the clean tile is the aligned context channel (the coarser stage under the tile) plus `offset`, so its
-exact noise prediction is ε = (x_t − √ᾱ·x0) / √(1−ᾱ) and every correct sampler, tiling and blend lands on that image:
-the mid canvas is the global image upsampled bilinearly, the full canvas the mid one upsampled. Gaussian: each pixel
+Point mass: the clean tile is the aligned context channel (the coarser stage under the tile) plus `offset`, so
+its exact noise prediction is ε = (x_t − √ᾱ·x0) / √(1−ᾱ) and every correct sampler, tiling and blend lands on
+that image: the mid canvas is the global image upsampled bilinearly, the full canvas the mid one upsampled. Gaussian: each pixel
 is N(x0, sd²) with the analytic posterior noise prediction, so the samples' spread and their dependence on the
 per-step noise (DDIM eta) are known too.
 """

@@ -99,7 +99,8 @@ def resampled_crops(coarse: torch.Tensor, tops: Sequence[float], lefts: Sequence
 
     def axis(starts: Sequence[float]):
         # positions in float64 on the host (MPS has no float64); only indices and weights go to the device
-        pos = (torch.tensor(list(starts), dtype=torch.float64)[:, None] + torch.arange(size) + 0.5) * (n / fine_side) - 0.5
+        start = torch.tensor(list(starts), dtype=torch.float64)[:, None]
+        pos = (start + torch.arange(size) + 0.5) * (n / fine_side) - 0.5
         low = pos.floor()
         frac = (pos - low).to(device=coarse.device, dtype=coarse.dtype)
         i0 = low.long().clamp(0, n - 1).to(coarse.device)
@@ -329,12 +330,14 @@ class MamboPipeline:
                        side: int, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
                        reporter: Reporter, start: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side).
-        Every per-step buffer is allocated once: U-Net input (context channels filled once), tile and canvas noise."""
+        Every per-step buffer is allocated once: U-Net input (context channels filled once), tile and canvas noise;
+        each tile's window is divided by the canvas's window sum once, so a step's blend is one weighted sum."""
         dev, s, n = self.device, self.s, len(tiles)
         index = tiling.TileIndex(tiles, dev)
-        w_t = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
-        inv = index.inverse(w_t, (side, side))
+        window = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
+        inv = index.inverse(window, (side, side))
         covered = inv > 0
+        weights = index.gather(inv).mul_(window)
         inp = torch.empty((n, 1 + ctx.shape[1], s, s), device=dev)
         inp[:, 1:] = ctx
         del ctx
@@ -344,12 +347,12 @@ class MamboPipeline:
         def predict(x: torch.Tensor, t) -> torch.Tensor:
             index.gather(x[0, 0], out=inp[:, 0])
             for i in range(0, n, chunk):
-                eps_tiles[i:i + chunk] = forward(unet, inp[i:i + chunk], t, dev)[:, 0]
+                out = forward(unet, inp[i:i + chunk], t, dev)[:, 0]
+                torch.mul(out, weights[i:i + chunk], out=eps_tiles[i:i + chunk])
                 counter.forwards += min(chunk, n - i)
                 counter.batches += 1
-            index.scatter_add(eps[0, 0].zero_(), eps_tiles.mul_(w_t))
             # the samplers used here read the returned noise within step() and keep only what they derive from it
-            return eps.mul_(inv)
+            return index.scatter_add(eps[0, 0].zero_(), eps_tiles)[None, None]
 
         gens = generators(seed, [(stage, "canvas")])
         scheduler = BandedScheduler(lambda: make_scheduler(settings.sampler, scheduler_config), side, side)
