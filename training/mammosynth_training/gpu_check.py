@@ -34,9 +34,12 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _configs(smoke: bool) -> dict[str, Any]:
-    """Per role: the config (paper or tiny) and its batch size (paper: MAMBO 8, dual view 16, MAM-E 16)."""
+def _configs(smoke: bool, compile_backend: str | None = None) -> dict[str, Any]:
+    """Per role: the config (paper or tiny) and its batch size (paper: MAMBO 8, dual view 16, MAM-E 16); the paper
+    configs' compile backend unless `compile_backend` is given."""
     cpu = {"cpu": True, "mixed_precision": "no", "init_from": ""} if smoke else {"init_from": ""}
+    if compile_backend:
+        cpu["compile"] = compile_backend
     names = {f"mambo-{r}": f"tiny-cpu-{r}" if smoke else f"paper-{r}" for r in MAMBO_ROLES}
     names.update({"dualview": "dualview-tiny" if smoke else "dualview-paper",
                   "mame-text": "tiny-cpu-mame-text" if smoke else "paper-mame-text",
@@ -78,12 +81,13 @@ def generate_check(device: torch.device, smoke: bool, folder: Path) -> dict[str,
     return out
 
 
-def train_check(device: torch.device, smoke: bool, steps: int) -> dict[str, Any]:
-    """Training throughput of every role with the loop's own step, at the paper batch sizes."""
+def train_check(device: torch.device, smoke: bool, steps: int, compile_backend: str | None) -> dict[str, Any]:
+    """Training throughput of every role with the loop's own step, at the paper batch sizes (compile time is in
+    the untimed warm-up step)."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     out = {}
-    for role, (config, batch) in _configs(smoke).items():
+    for role, (config, batch) in _configs(smoke, compile_backend).items():
         if not smoke and role == "dualview":
             config.mixed_precision = "bf16"  # the paper config trains in fp32; measured as the others run
         _reset_peak(device)
@@ -131,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (seconds)")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per role (after a warm-up)")
+    parser.add_argument("--compile", dest="compile_backend",
+                        help="training: torch.compile backend instead of the configs' (e.g. no, inductor)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: generate,train,text2mammo")
     args = parser.parse_args(argv)
     if not args.cpu_smoke and not torch.cuda.is_available():
@@ -147,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if "generate" not in skip:
             report["generate"] = generate_check(device, args.cpu_smoke, Path(tmp))
     if "train" not in skip:
-        report["train"] = train_check(device, args.cpu_smoke, args.train_steps)
+        report["train"] = train_check(device, args.cpu_smoke, args.train_steps, args.compile_backend)
     if "text2mammo" not in skip:
         report["text2mammo"] = text2mammo_check(device, args.cpu_smoke)
     report["total_s"] = round(time.perf_counter() - started, 1)
