@@ -3,6 +3,8 @@
 - `generate`: MAMBO full-resolution synthesis at 3840² with paper-size random-weight bundles (78M U-Nets, s = 256,
   k = 3) under the fast and paper presets: wall time, U-Net calls (and the count the grids predict), peak memory.
   Every tile is denoised (`skip_background` off: random weights draw no background), so times are upper bounds.
+  The paper preset (DDIM 150, tiles one after another: 48,900 U-Net calls) runs 15 steps by default and its time
+  for 150 is estimated from them (`preset_wall_s_estimate`, U-Net-bound).
 - `train`: training throughput per role at the paper batch sizes and precisions (`training/configs/paper-*.yaml`,
   `dualview-paper.yaml`; MAM-E with Stable Diffusion 2-base's layouts at 512 px): images/s, peak memory.
 - `text2mammo`: seconds per 512² image of a Stable Diffusion 2-base-size pipeline (DPM-Solver++ 24 steps, CFG 5).
@@ -48,8 +50,9 @@ def _configs(smoke: bool, compile_backend: str | None = None) -> dict[str, Any]:
     return {role: (paper_config(name, **cpu), 2 if smoke else batches.get(role, 8)) for role, name in names.items()}
 
 
-def generate_check(device: torch.device, smoke: bool, folder: Path) -> dict[str, Any]:
-    """MAMBO synthesis with random-weight bundles of the paper (or tiny) layout, both presets."""
+def generate_check(device: torch.device, smoke: bool, folder: Path, paper_steps: int) -> dict[str, Any]:
+    """MAMBO synthesis with random-weight bundles of the paper (or tiny) layout, both presets; the paper preset
+    with `paper_steps` steps (0: its own 150) and its wall time scaled to the preset's steps."""
     from MammoSynthLogic.bundles import load_mambo_set, save_bundle
     from MammoSynthLogic.pipelines.mambo import MamboPipeline, MamboSettings, expected_counts, forwards
 
@@ -67,17 +70,22 @@ def generate_check(device: torch.device, smoke: bool, folder: Path) -> dict[str,
     size = s * k * k if smoke else 3840
     out: dict[str, Any] = {"size": size, "s": s, "k": k}
     for preset in ("fast", "paper"):
-        steps = {"steps": 2, "global_steps": 2} if smoke else {}
-        settings = MamboSettings.preset(preset, skip_background=False, **steps)
+        full = MamboSettings.preset(preset, skip_background=False)
+        steps = 2 if smoke else paper_steps if preset == "paper" and paper_steps else None
+        settings = MamboSettings.preset(preset, skip_background=False, steps=steps, global_steps=steps)
         _reset_peak(device)
         start = time.perf_counter()
         result = pipe(size, 0, settings)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        out[preset] = {"wall_s": round(time.perf_counter() - start, 2), "unet_forwards": forwards(result.counters),
-                       "expected_unet_forwards": expected_counts(size, s, k, settings)["unet_forwards"],
-                       "steps": settings.steps, "global_steps": settings.global_steps,
-                       "peak_memory_mb": round(peak_memory_mb(device), 1)}
+        wall = time.perf_counter() - start
+        counts, preset_counts = expected_counts(size, s, k, settings), expected_counts(size, s, k, full)
+        out[preset] = {"wall_s": round(wall, 2), "unet_forwards": forwards(result.counters),
+                       "expected_unet_forwards": counts["unet_forwards"], "steps": settings.steps,
+                       "global_steps": settings.global_steps, "peak_memory_mb": round(peak_memory_mb(device), 1),
+                       # U-Net-bound: wall time scales with the sequential U-Net batches of the preset's own steps
+                       "preset_wall_s_estimate": round(wall * preset_counts["sequential_unet_batches"]
+                                                       / counts["sequential_unet_batches"], 1)}
     return out
 
 
@@ -135,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (seconds)")
     parser.add_argument("--train-steps", type=int, default=3, help="timed training steps per role (after a warm-up)")
+    parser.add_argument("--paper-steps", type=int, default=15,
+                        help="generate: steps of the paper preset's run (its 150 DDIM steps give 48,900 sequential "
+                             "U-Net calls at 3840²); the time for 150 is estimated from them; 0 = run all 150")
     parser.add_argument("--compile", dest="compile_backend",
                         help="training: torch.compile backend instead of the configs' (e.g. no, inductor)")
     parser.add_argument("--skip", default="", help="comma-separated parts to leave out: generate,train,text2mammo")
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_check.") as tmp:
         if "generate" not in skip:
-            report["generate"] = generate_check(device, args.cpu_smoke, Path(tmp))
+            report["generate"] = generate_check(device, args.cpu_smoke, Path(tmp), args.paper_steps)
     if "train" not in skip:
         report["train"] = train_check(device, args.cpu_smoke, args.train_steps, args.compile_backend)
     if "text2mammo" not in skip:
