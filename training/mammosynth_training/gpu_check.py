@@ -119,7 +119,8 @@ def text2mammo_check(device: torch.device, smoke: bool) -> dict[str, Any]:
     from .sd_tokenizer import build_clip_tokenizer
 
     config = _configs(smoke)["mame-text"][0]
-    text_encoder, unet, vae = sd_parts(config, sd2_base=not smoke)
+    with device:
+        text_encoder, unet, vae = sd_parts(config, sd2_base=not smoke)
     prompt = build_prompt(vendor="SIEMENS", view="CC", area="medium", density="C")
     tokenizer = build_clip_tokenizer([prompt], text_encoder.config.max_position_embeddings)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
