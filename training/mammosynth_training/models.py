@@ -85,7 +85,8 @@ def enable_memory_options(model: torch.nn.Module, config: TrainConfig) -> None:
     if not config.gradient_checkpointing:
         return
     for module in model.modules():
-        if getattr(module, "_supports_gradient_checkpointing", False) and hasattr(module, "enable_gradient_checkpointing"):
+        if getattr(module, "_supports_gradient_checkpointing", False) \
+                and hasattr(module, "enable_gradient_checkpointing"):  # diffusers models
             module.enable_gradient_checkpointing()
         elif getattr(module, "supports_gradient_checkpointing", False):  # transformers (the CLIP text encoder)
             module.gradient_checkpointing_enable()
