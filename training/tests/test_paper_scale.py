@@ -104,3 +104,12 @@ def test_compiled_model_trains_checkpoints_and_exports(tmp_path, disc_cache):
     assert result["step"] == 2 and math.isfinite(result["loss"])
     bundle = load_bundle(tmp_path / "bundle")  # EMA weights saved from the model without the compile wrapper
     assert parameters(bundle.unet) == parameters(build_unet(config))
+
+
+def test_gradient_checkpointing_reaches_the_mam_e_unet_and_text_encoder():
+    config = paper_config("tiny-cpu-mame-text", gradient_checkpointing=True, cpu=True)
+    result = training_probe(config, batch_size=2, steps=0)
+    model = result["model"]
+    assert result["weights_moved"] and math.isfinite(result["loss"])
+    for part in (model.unet, model.text_encoder):
+        assert any(getattr(m, "gradient_checkpointing", False) is True for m in part.modules()), type(part).__name__
