@@ -20,11 +20,12 @@ from MammoSynthLogic.deidentify import outside_breast
 from MammoSynthLogic.dicom_io import MammogramImage
 from MammoSynthLogic.errors import MammoSynthError
 
-DEFAULT_ROWS = 2048  # a reading-room size: films keep their detail, a 1,024-pixel synthetic breast is enlarged ~2x
+DEFAULT_ROWS = 2048  # a reading-room size that keeps a film's detail (a 1024² generated image needs --rows <= ~1500)
 ASPECT = 0.8  # columns per row: the 24 x 30 cm detector and film format, upright
 MAX_UPSCALE = 2.0  # beyond this an enlarged image looks soft next to the others: refused unless allowed
 MARGIN = 0.02  # background kept around the breast's box, as a fraction of its longer side
 STRIP_CUT = 0.07  # opening radius, as a fraction of the breast's size (root of its area), that cuts off thin strips
+CLEAN_PASSES = 4  # the canvas cleaning settles in one or two passes
 PREVIEW_SIDE = 512  # the crop is planned on a preview: the breast region is found at this size anyway
 LATERALITY_SIDE: dict[str, Side] = {"L": "left", "R": "right"}
 
@@ -146,6 +147,13 @@ def fit_to_canvas(pixels: np.ndarray, crop: Crop, canvas: Canvas, zero_backgroun
     scale, shape, top, left = crop.placement(canvas)
     out = np.zeros((canvas.rows, canvas.columns), np.float32)
     out[top:top + shape[0], left:left + shape[1]] = resample(cut, shape)
-    if zero_background:  # again on the canvas: the rim left around the skin line is then alike in every copy
-        out[outside_breast(out)] = 0.0
-    return np.rint(np.clip(out, 0.0, 1.0) * ((1 << canvas.bits) - 1)).astype(np.uint16), scale
+    peak = (1 << canvas.bits) - 1
+    stored = np.rint(np.clip(out, 0.0, 1.0) * peak).astype(np.uint16)
+    for _ in range(CLEAN_PASSES if zero_background else 0):
+        # again on the canvas, so the rim left around the skin line is alike in every copy; the region found on a
+        # cleaned image can lose a pixel of rim, so clean until the rule finds nothing left outside
+        left_over = outside_breast(stored.astype(np.float32) / peak) & (stored > 0)
+        if not left_over.any():
+            break
+        stored[left_over] = 0
+    return stored, scale
