@@ -125,7 +125,6 @@ class TileIndex:
                 strip.index_add_(1, cols, part.transpose(0, 1).reshape(s, -1))
         return canvas
 
-
     def weight_sum(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         """Sum of every tile's (s, s) `weights` over a canvas of `shape` (0 where no tile covers)."""
         total = torch.zeros(shape, dtype=weights.dtype, device=weights.device)

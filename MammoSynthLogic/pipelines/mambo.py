@@ -139,12 +139,6 @@ def shifted_global(global_image: np.ndarray, cy: float, cx: float) -> np.ndarray
     return crop_padded(global_image, round(cy * s - s / 2), round(cx * s - s / 2), s)
 
 
-def local_context(mid: np.ndarray, cy: float, cx: float, size: int) -> np.ndarray:
-    """The size × size crop of the mid-resolution image centred on fractional position (cy, cx)."""
-    h, w = mid.shape
-    return crop_padded(mid, round(cy * h - size / 2), round(cx * w - size / 2), size)
-
-
 def aligned_context(coarse: np.ndarray, top: float, left: float, size: int, fine_side: int,
                     fill: float = BACKGROUND) -> np.ndarray:
     """The part of the coarser image under the size × size tile at (top, left) of a fine canvas of side
