@@ -134,3 +134,41 @@ def test_crop_box_holds_the_mask_inside_the_image(rows, cols, data, margin, min_
     assert box.width == min(cols, max(box.width, min_side, side + 2 * pad))
     if box.height < rows and box.width < cols:
         assert box.height == box.width  # square unless the image is too small
+
+
+@FEW
+@given(size=st.integers(2, 64), data=st.data())
+def test_ramps_of_neighbouring_tiles_are_complementary(size, data):
+    """The raised-cosine edges are sin² and cos² of one angle: across an overlap two neighbours' windows sum to
+    one before any normalising, so a blend is an exact cross-fade."""
+    overlap = data.draw(st.integers(1, size // 2))
+    w = tiling.ramp_weights(size, overlap)
+    assert w.dtype == np.float32
+    line = np.sqrt(np.diag(w))  # the window is separable: w = line ⊗ line
+    np.testing.assert_allclose(line[:overlap] + line[size - overlap:], 1.0, atol=1e-6)
+    assert np.all(np.diff(line[:overlap]) > 0) and np.allclose(line[overlap:size - overlap], 1.0)
+
+
+@FEW
+@given(items=st.lists(st.integers(), max_size=30), n=st.integers(-2, 10))
+def test_chunks_split_a_list_in_order(items, n):
+    parts = list(tiling.chunks(items, n))
+    assert [x for p in parts for x in p] == items and all(0 < len(p) <= max(1, n) for p in parts)
+
+
+@FEW
+@given(values=st.lists(st.floats(0, 1), min_size=4, max_size=4), ys=st.integers(0, 7))
+def test_seam_metric_of_a_piecewise_constant_image(values, ys):
+    """Four 8 px tiles, each one value: across the tile borders the squared steps are known; across their middle
+    lines (`inside`) there are none; a mask keeps only the pixel pairs it holds both of."""
+    v = np.array(values, np.float32).reshape(2, 2)
+    image = np.kron(v, np.ones((8, 8), np.float32))
+    tiles = tiling.grid(16, 16, 8, 0)
+    steps = [(v[0, 0] - v[1, 0]) ** 2] * 8 + [(v[0, 1] - v[1, 1]) ** 2] * 8 \
+        + [(v[0, 0] - v[0, 1]) ** 2] * 8 + [(v[1, 0] - v[1, 1]) ** 2] * 8
+    assert abs(tiling.seam_mse(image, tiles) - float(np.mean(steps))) < 1e-6
+    assert tiling.seam_mse(image, tiles, inside=True) == 0.0
+    mask = np.zeros((16, 16), bool)
+    mask[:8, ys:ys + 9] = True  # the top row of tiles only: the horizontal border is out, part of the vertical one in
+    expected = [(v[0, 0] - v[0, 1]) ** 2] * 8 if ys <= 7 < ys + 9 else []
+    assert abs(tiling.seam_mse(image, tiles, mask=mask) - (float(np.mean(expected)) if expected else 0.0)) < 1e-6
