@@ -15,6 +15,7 @@ import pytest
 from dicom_factory import dciodvfy_errors
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.dicom_io import write_synthetic_dicom
+from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.reader_study.canvas import Canvas, Crop, common_canvas
 from MammoSynthLogic.reader_study.prepare import prepare_study
 from MammoSynthLogic.reader_study.telltales import WHY, features, telltales
@@ -171,6 +172,10 @@ def test_default_size_is_fixed_and_a_large_enlargement_is_refused(tmp_path, real
     assert code == 2 and spans and 600 <= int(spans[1]) <= 640 and 381 <= int(spans[2]) <= 410
     assert float(spans[3]) == round(2048 / int(spans[1]), 1) and "--allow-upscale" in err
     assert "\n" not in err and not (tmp_path / "s").exists()
+    mix = {Path("a.dcm"): Crop(0, 700, 0, 300, False, "left"), Path("b.dcm"): Crop(0, 600, 0, 300, False, "right")}
+    limit = r"b.dcm: .* 3.4x .*; 1 other image\(s\) too\); lower --rows to at most 1200,"
+    with pytest.raises(MammoSynthError, match=limit):
+        common_canvas(mix, 16)  # the most enlarged one is named: its limit suits the whole mix
     tiny = {small: Crop(0, 640, 0, 400, False, "left")}
     assert common_canvas(tiny, 16, allow_upscale=True).rows == 2048
     assert common_canvas(tiny, 16, rows=1280) == Canvas(rows=1280, columns=1024, bits=16)  # 2x exactly: allowed

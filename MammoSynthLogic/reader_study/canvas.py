@@ -102,15 +102,16 @@ def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None
     more than `MAX_UPSCALE` times unless `allow_upscale`."""
     rows = int(rows or DEFAULT_ROWS)
     canvas = Canvas(rows=rows, columns=int(columns or round(ASPECT * rows)), bits=int(min(16, max(8, bits))))
-    for path, crop in crops.items():
-        scale = crop.scale(canvas)
-        if scale > MAX_UPSCALE and not allow_upscale:
-            h, w = crop.shape
-            most = int(MAX_UPSCALE * max(h, w * canvas.rows / canvas.columns))
-            raise MammoSynthError(path, f"its breast spans {h}x{w} pixels: fitting it to {canvas.rows}x"
-                                        f"{canvas.columns} enlarges it {scale:.1f}x (more than {MAX_UPSCALE:g}x "
-                                        f"makes it stand out); lower --rows to at most {most}, leave it out, or pass "
-                                        f"--allow-upscale")
+    scales = {path: crop.scale(canvas) for path, crop in crops.items()}
+    too_large = [path for path, scale in scales.items() if scale > MAX_UPSCALE]
+    if too_large and not allow_upscale:  # the most enlarged one sets the largest --rows that suits the whole mix
+        path = max(too_large, key=scales.get)
+        (h, w), others = crops[path].shape, len(too_large) - 1
+        most = int(MAX_UPSCALE * max(h, w * canvas.rows / canvas.columns))
+        raise MammoSynthError(path, f"its breast spans {h}x{w} pixels: fitting it to {canvas.rows}x{canvas.columns} "
+                                    f"enlarges it {scales[path]:.1f}x (more than {MAX_UPSCALE:g}x makes it stand out"
+                                    + (f"; {others} other image(s) too" if others else "") + f"); lower --rows to at "
+                                    f"most {most}, leave it out, or pass --allow-upscale")
     return canvas
 
 
