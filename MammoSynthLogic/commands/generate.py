@@ -29,6 +29,9 @@ def sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, help="tile stages start from the previous stage upsampled, noised to "
                    "strength·T (fast: 0.6, fewer steps, the coarse image kept); 1 = from pure noise (paper)")
     p.add_argument("--batch", type=int, help="tiles per U-Net call (memory bound; results do not depend on it)")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="CUDA only: U-Net calls through torch.compile with CUDA graphs (mode reduce-overhead); "
+                   "off by default, no effect on CPU/MPS")
 
 
 def register(sub, parents) -> None:
@@ -66,7 +69,7 @@ def _settings(args):
     steps = args.steps
     return MamboSettings.preset(args.preset, steps=steps, global_steps=steps, sampler=args.sampler,
                                 global_sampler=args.sampler, tiling=args.tiling, overlap=args.overlap, chunk=args.batch,
-                                strength=args.strength)
+                                strength=args.strength, compile=args.compile)
 
 
 def _pipeline(args):

@@ -9,6 +9,7 @@
   `dualview-paper.yaml`; MAM-E with Stable Diffusion 2-base's layouts at 512 px): images/s, peak memory.
 - `text2mammo`: seconds per 512² image of a Stable Diffusion 2-base-size pipeline (DPM-Solver++ 24 steps, CFG 5).
 - `parameters`: every paper model's parameter count (meta device).
+- `host_overhead`: host seconds per MAMBO image with a zero-cost U-Net at 1024² (s = 64) and 3840² (s = 256).
 
 `--cpu-smoke` runs the same code on the CPU with the tiny configs (`tiny-cpu-*.yaml`, `dualview-tiny.yaml`) and 2
 sampling steps, in seconds; the test suite runs it. Random weights: speed and memory only, not image quality.
@@ -140,6 +141,17 @@ def text2mammo_check(device: torch.device, smoke: bool) -> dict[str, Any]:
             "peak_memory_mb": round(peak_memory_mb(device), 1)}
 
 
+def overhead_check(device: torch.device, smoke: bool) -> dict[str, Any]:
+    """Host seconds per MAMBO image around a zero-cost U-Net (`Testing/benchmarks/bench_overhead.py`)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "Testing" / "benchmarks" / "bench_overhead.py"
+    cases = "256:64" if smoke else "1024:64,3840:256"
+    out = subprocess.run([sys.executable, str(script), "--device", device.type, "--cases", cases, "--repeat", "3"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/gpu_check.sh", description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (seconds)")
@@ -149,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                              "U-Net calls at 3840²); the time for 150 is estimated from them; 0 = run all 150")
     parser.add_argument("--compile", dest="compile_backend",
                         help="training: torch.compile backend instead of the configs' (e.g. no, inductor)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: generate,train,text2mammo")
+    parser.add_argument("--skip", default="", help="comma-separated parts to leave out: generate,train,text2mammo,overhead")
     args = parser.parse_args(argv)
     if not args.cpu_smoke and not torch.cuda.is_available():
         print("error: no CUDA device: torch sees none (torch.cuda.is_available() is False); run on a CUDA machine "
@@ -168,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         report["train"] = train_check(device, args.cpu_smoke, args.train_steps, args.compile_backend)
     if "text2mammo" not in skip:
         report["text2mammo"] = text2mammo_check(device, args.cpu_smoke)
+    if "overhead" not in skip:
+        report["host_overhead"] = overhead_check(device, args.cpu_smoke)
     report["total_s"] = round(time.perf_counter() - started, 1)
     print(json.dumps(report, indent=1))
     return 0
