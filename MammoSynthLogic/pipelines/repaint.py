@@ -24,7 +24,7 @@ from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines.mambo import MamboPipeline, image_contexts, to01
 from MammoSynthLogic.preparation import PrepareTransform, prepare, resize
 from MammoSynthLogic.progress import Reporter
-from MammoSynthLogic.sampling import add_noise, generators, make_scheduler, randn, unet_predictor
+from MammoSynthLogic.sampling import add_noise, entry_index, generators, make_scheduler, randn, unet_predictor
 
 SAMPLERS = ("ddpm", "ddim")  # ancestral steps only: the known region is replaced every step (no multistep solver)
 SIDES = ("left", "right")
@@ -130,7 +130,7 @@ def check_arguments(pixels: np.ndarray, mask: np.ndarray, steps: int, jumps: int
 def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle, Bundle, Bundle], *, seed: int,
                     steps: int = 50, jumps: int = 1, jump_length: int = 10, reporter: Optional[Reporter] = None,
                     side: Optional[str] = None, sampler: str = "ddpm", chunk: Optional[int] = None,
-                    lesion: float = 0.0) -> np.ndarray:
+                    lesion: float = 0.0, start: Optional[np.ndarray] = None, strength: float = 1.0) -> np.ndarray:
     """Synthetic content inside `mask` (bool) of a [0, 1] source-frame image; every other pixel is returned unchanged.
 
     The image is prepared and resampled to the patch model's full-resolution canvas (the manifest's `full_size`, else
@@ -142,10 +142,20 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     The tiles' contexts (mid-resolution and global image) come from the image itself, so with `lesion` = 0 the model
     re-creates tissue like what was there. `lesion` > 0 first draws a soft mass of that contrast ([0, 1] units) into
     the masked part of the contexts: the patch model then renders a lesion there at full resolution.
+
+    `start` (source frame, [0, 1]; e.g. the image with an analytic lesion drawn in) harmonises instead of replacing:
+    contexts come from it, and the masked part starts from it noised to `strength`·T (SDEdit) rather than from pure
+    noise, the rest replaced by the image at every step (RePaint). Inside the mask the result is then `start` plus the
+    model's change resampled to the source, so detail finer than the canvas (calcifications) survives a small model;
+    where the canvas is the native resolution that is exactly the model's output.
     """
     pixels = np.asarray(pixels, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
     check_arguments(pixels, mask, steps, jumps, jump_length, side, sampler)
+    if start is not None and np.shape(start) != pixels.shape:
+        raise MammoSynthError("start image", f"its shape {np.shape(start)} differs from the image's {pixels.shape}")
+    if not 0 < strength <= 1:
+        raise MammoSynthError(f"--strength {strength}", "must be in (0, 1]")
     check_mambo_set(*bundles)
     reporter = reporter or Reporter()
     pipe = MamboPipeline(*bundles)
@@ -162,7 +172,11 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
     canvas = TileCanvas(tiles, overlap, device)
     win = canvas.window
 
-    ctx = image_contexts(with_lesion(working, work_mask, lesion, seed) if lesion else working, patch, tiles, device)
+    if start is not None:  # the change `start` makes, on the canvas (prepare() zeroed the background of `working`)
+        begin = working + resize(transform.to_prepared(np.asarray(start, np.float32) - pixels), (n, n))
+    else:
+        begin = with_lesion(working, work_mask, lesion, seed) if lesion else working
+    ctx = image_contexts(begin, patch, tiles, device)
     predict = unet_predictor(patch.unet, ctx, chunk=chunk or default_chunk(device.type))
     gens = generators(seed, [("repaint", t.row, t.col) for t in tiles])
     x0 = torch.from_numpy(working[win] * 2 - 1).to(device)
@@ -180,7 +194,11 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
 
     batch_shape = (len(tiles), 1, s, s)
     x = canvas.paste(torch.zeros(canvas.shape, device=device), randn(batch_shape, gens, device))
-    moves = jump_schedule(steps, jumps, jump_length)
+    first = 0
+    if start is not None and strength < 1:
+        first = entry_index(scheduler, strength)
+        x = add_noise(scheduler, torch.from_numpy(begin[win] * 2 - 1).to(device), x, timesteps[first])
+    moves = [(p, q) for p, q in jump_schedule(steps, jumps, jump_length) if min(p, q) >= first]
     total, done = sum(q > p for p, q in moves), 0
     reporter.update("inpaint (RePaint)", 0, total)
     for p, q in moves:
@@ -199,4 +217,6 @@ def inpaint_repaint(pixels: np.ndarray, mask: np.ndarray, bundles: tuple[Bundle,
 
     result = working.copy()
     result[win] = np.where(work_mask[win], to01(x), working[win])
+    if start is not None:
+        return np.where(mask, np.clip(start + transform.to_source(result - begin), 0, 1), pixels).astype(np.float32)
     return np.where(mask, transform.to_source(result), pixels)
