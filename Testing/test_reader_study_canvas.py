@@ -71,7 +71,9 @@ def test_filled_size_does_not_tell_tall_films_from_square_images(mixed):
 
 def test_every_copy_is_on_one_canvas_chest_wall_on_its_side_and_valid(mixed):
     paths, key, pairs = mixed
-    assert json.loads(paths.manifest.read_text())["canvas"] == {"rows": ROWS, "columns": round(0.8 * ROWS), "bits": 16}
+    manifest = json.loads(paths.manifest.read_text())
+    assert manifest["canvas"] == {"rows": ROWS, "columns": round(0.8 * ROWS), "bits": 16}
+    assert manifest["size_policy"]["max_upscale"] == 2.0 and "area average" in manifest["size_policy"]["resampling"]
     for film, square in pairs:
         for ds in (film, square):
             assert (ds.Rows, ds.Columns) == (ROWS, round(0.8 * ROWS))

@@ -115,6 +115,14 @@ def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None
     return canvas
 
 
+def size_policy(allow_upscale: bool) -> dict[str, object]:
+    """How every copy was sized, for the manifest."""
+    return {"crop": f"breast bounding box + {MARGIN:.0%} of its longer side (none at the chest wall)",
+            "placement": "fitted, aspect kept, centred vertically, chest wall on the laterality's side (L left, R right)",
+            "resampling": "area average when shrinking, bicubic when enlarging (Pillow BOX / BICUBIC)",
+            "max_upscale": None if allow_upscale else MAX_UPSCALE}
+
+
 def resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Area averaging when shrinking (no aliasing), bicubic when enlarging (no blocks); float32."""
     from PIL import Image

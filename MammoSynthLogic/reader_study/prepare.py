@@ -30,7 +30,7 @@ from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.fileio import write_text_atomic
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.reader_study.blinded import write_blinded_dicom
-from MammoSynthLogic.reader_study.canvas import PREVIEW_SIDE, common_canvas, fit_to_canvas, plan_crop
+from MammoSynthLogic.reader_study.canvas import PREVIEW_SIDE, common_canvas, fit_to_canvas, plan_crop, size_policy
 from MammoSynthLogic.reader_study.telltales import features, telltales
 
 READER_DIR = "reader"
@@ -165,7 +165,8 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
         "seed": seed, "inputs": {"real": [str(Path(p).resolve()) for p in real],
                                  "synthetic": [str(Path(p).resolve()) for p in synthetic]},
         "counts": {"real": len(chosen["real"]), "synthetic": len(chosen["synthetic"]), "total": len(items)},
-        "canvas": dataclasses.asdict(canvas), "background_zeroed": zero_background,
+        "canvas": dataclasses.asdict(canvas), "size_policy": size_policy(allow_upscale),
+        "background_zeroed": zero_background,
         "reader_folder": str(reader_dir.resolve()), "key_sha256": sha256_file(key_path),
         "deidentification": "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile: every reader copy is "
                             "re-written from its pixels with a fixed tag set; no source attribute is carried over; "
