@@ -93,7 +93,8 @@ def plan_crop(preview: MammogramImage) -> Crop:
     margin = round(MARGIN * max(bottom - top, right - left))
     left, right = (left, right + margin) if found == "left" else (left - margin, right)
     side = LATERALITY_SIDE.get(preview.laterality or "", found)
-    return Crop(top=top - margin, bottom=bottom + margin, left=left, right=right, mirror=side != found, side=side)
+    return Crop(top=int(top - margin), bottom=int(bottom + margin), left=int(left), right=int(right),
+                mirror=side != found, side=side)
 
 
 def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None, columns: Optional[int] = None,
@@ -118,7 +119,8 @@ def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None
 def size_policy(allow_upscale: bool) -> dict[str, object]:
     """How every copy was sized, for the manifest."""
     return {"crop": f"breast bounding box + {MARGIN:.0%} of its longer side (none at the chest wall)",
-            "placement": "fitted, aspect kept, centred vertically, chest wall on the laterality's side (L left, R right)",
+            "placement": "fitted, aspect kept, centred vertically, chest wall on the laterality's side "
+                         "(L left, R right)",
             "resampling": "area average when shrinking, bicubic when enlarging (Pillow BOX / BICUBIC)",
             "max_upscale": None if allow_upscale else MAX_UPSCALE}
 
