@@ -4,7 +4,7 @@
 #   scripts/mutation.sh                      # the default modules below
 #   scripts/mutation.sh tiling preparation   # some of them
 #   MUTATION_JOBS=2 scripts/mutation.sh      # parallel mutant runs (default 1: the build machine is shared)
-#   MUTATION_TESTS="Testing/test_sampling.py" scripts/mutation.sh tiling   # other tests (e.g. a "before" figure)
+#   MUTATION_TESTS="Testing/test_preparation.py" scripts/mutation.sh preparation   # other tests ("before")
 # Needs the `mutation` extra: pip install -e ".[mutation]". Work and per-mutant results stay in $MUTATION_DIR
 # (default /tmp/mammosynth-mutation/MODULE; a rerun resumes from them), outside the checkout.
 set -euo pipefail
@@ -13,13 +13,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 jobs=${MUTATION_JOBS:-1}
 
-# module (under MammoSynthLogic/, without .py) -> pytest arguments selecting the fast tests that cover it
+# module (under MammoSynthLogic/, without .py) -> the fast tests that cover it (files or node ids)
+S=Testing/test_sampling.py
 declare -A TESTS=(
-  [tiling]="Testing/test_properties.py Testing/test_sampling.py -k grid_covers_or_wave_tiles_or_blend_weights_or_seam_mse_or_tile_grids"
-  [masks]="Testing/test_inpaint.py -k mask"
+  [tiling]="Testing/test_properties.py $S::test_grid_covers_every_pixel_with_at_least_the_overlap
+            $S::test_wave_tiles_overlap_only_where_earlier_waves_finished $S::test_blend_weights_are_smooth_positive_and_symmetric
+            $S::test_seam_mse_sees_a_step_at_a_tile_border"
+  [masks]="Testing/test_inpaint.py"
   [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py"
-  [preparation]="Testing/test_preparation.py Testing/test_properties.py -k prepare_or_column_or_frame_or_source_or_histogram"
-  [reader_study/scoring]="Testing/test_reader_study.py -k metrics_or_auc_or_score"
+  [preparation]="Testing/test_preparation.py Testing/test_properties.py"
+  [reader_study/scoring]="Testing/test_reader_study.py::test_binary_metrics_reproduce_mambo_expert_rows
+                          Testing/test_reader_study.py::test_auc_and_roc_from_ratings
+                          Testing/test_reader_study.py::test_score_command_writes_the_report"
   [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py"
 )
 DEFAULT=(tiling masks breast_mask preparation reader_study/scoring)
@@ -45,7 +50,7 @@ only_mutate = MammoSynthLogic/$module.py
 also_copy =
     Testing
 pytest_add_cli_args_test_selection =
-$(for t in $tests; do echo "    ${t//_or_/ or }"; done)
+$(for t in $tests; do echo "    $t"; done)
 pytest_add_cli_args =
     -q
     -p
