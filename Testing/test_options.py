@@ -46,7 +46,7 @@ def cli_options(parser: argparse.ArgumentParser = None, prefix: tuple = ()) -> s
 def _mambo_sampling(command: str) -> dict[str, str]:
     test = f"{OPTIONS}test_sampling_options_reach_the_pipeline"
     return {f"{command} {o}": test for o in ("--preset", "--steps", "--sampler", "--tiling", "--overlap",
-                                             "--strength", "--batch", "--size")}
+                                             "--strength", "--batch", "--size", "--compile")}
 
 
 def _identity(commands: tuple[str, ...]) -> dict[str, str]:
@@ -63,7 +63,8 @@ COVERAGE: dict[str, str] = {
     "info --json": "test_cli_info_prepare.py::test_info_on_the_real_folder",
     "info --pairs": "test_cli_info_prepare.py::test_every_info_field_and_pairs_on_files_with_known_answers",
     "prepare --out": "test_cli_info_prepare.py::test_prepare_writes_every_output_and_a_usable_transform",
-    "prepare --multiple": "test_cli_info_prepare.py::test_prepared_image_is_the_mirrored_source_and_multiple_sets_its_side",
+    "prepare --multiple":
+        "test_cli_info_prepare.py::test_prepared_image_is_the_mirrored_source_and_multiple_sets_its_side",
     "generate --laterality": f"{OPTIONS}test_generate_laterality_r_mirrors_what_the_models_draw",
     "generate --model": f"{OPTIONS}test_generate_laterality_r_mirrors_what_the_models_draw",
     "generate --seed": "test_identity.py::test_same_seed_same_pixels_and_provenance_new_patient_and_study",
@@ -72,8 +73,10 @@ COVERAGE: dict[str, str] = {
     "upscale --seed": f"{OPTIONS}test_sampling_options_reach_the_pipeline",
     "upscale --out": f"{OPTIONS}test_upscale_keeps_a_right_breast_on_the_right",
     "batch-generate --count": f"{OPTIONS}test_sampling_options_reach_the_pipeline",
-    "batch-generate --seed-start": "test_batch_generate.py::test_one_process_gives_the_same_image_for_a_seed_as_the_sharded_run",
-    "batch-generate --out": "test_batch_generate.py::test_two_torchrun_processes_write_each_seed_once_and_a_restart_resumes",
+    "batch-generate --seed-start":
+        "test_batch_generate.py::test_one_process_gives_the_same_image_for_a_seed_as_the_sharded_run",
+    "batch-generate --out":
+        "test_batch_generate.py::test_two_torchrun_processes_write_each_seed_once_and_a_restart_resumes",
     "batch-generate --model": f"{OPTIONS}test_sampling_options_reach_the_pipeline",
     "batch-generate --format": f"{OPTIONS}test_batch_generate_format",
     "batch-generate --rebuild-manifest": "GAP: no test rebuilds a deleted manifest.csv",
@@ -141,7 +144,8 @@ COVERAGE: dict[str, str] = {
     "reader-study prepare --real": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --synthetic": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --out": "test_reader_study.py::test_key_and_manifest_match_the_files",
-    "reader-study prepare --rows": "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
+    "reader-study prepare --rows":
+        "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
     "reader-study prepare --allow-upscale":
         "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
     "reader-study prepare --n-real": "test_reader_study.py::test_prepare_errors_are_one_line",
@@ -279,7 +283,7 @@ def test_sampling_options_reach_the_pipeline(command, models, inputs, tmp_path, 
     records the settings as run) and the size is the image's."""
     out = tmp_path / "out"
     options = ["--preset", "paper", "--steps", "3", "--sampler", "ddim", "--tiling", "wavefront", "--overlap", "6",
-               "--strength", "0.9", "--batch", "3", "--size", "96", "--seed", "11"]
+               "--strength", "0.9", "--batch", "3", "--size", "96", "--seed", "11", "--compile"]
     call = argv(command, models, inputs, out)
     call = call[:call.index("--steps")] + call[call.index("--steps") + 2:]
     if command == "batch-generate":
@@ -292,7 +296,7 @@ def test_sampling_options_reach_the_pipeline(command, models, inputs, tmp_path, 
         settings = record["settings"]
         assert (settings["name"], settings["steps"], settings["global_steps"]) == ("paper", 3, 3)
         assert (settings["sampler"], settings["global_sampler"], settings["tiling"]) == ("ddim", "ddim", "wavefront")
-        assert (settings["overlap"], settings["strength"], settings["chunk"]) == (6, 0.9, 3)
+        assert (settings["overlap"], settings["strength"], settings["chunk"], settings["compile"]) == (6, 0.9, 3, True)
         assert record["seed"] in (11, 12) if command == "batch-generate" else record["seed"] == 11
         assert record.get("size", 96) == 96
     if command != "upscale":
