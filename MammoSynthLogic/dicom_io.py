@@ -566,8 +566,10 @@ def write_segmentation(
     algorithm: str = "mammosynth",
     description: str = "mammosynth finding",
     breast_side: Optional[str] = None,
+    finding: str = "mass",
 ) -> Path:
-    """Binary DICOM Segmentation in the source image's pixel grid, referencing the source instance; atomic."""
+    """Binary DICOM Segmentation in the source image's pixel grid, referencing the source instance; atomic.
+    `finding`: the segment's property type, "mass" or "calcification" (a cluster)."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
@@ -580,7 +582,7 @@ def write_segmentation(
         segment_number=1,
         segment_label=label[:64],
         segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
-        segmented_property_type=codes.SCT.Mass,
+        segmented_property_type={"mass": codes.SCT.Mass, "calcification": codes.SCT.CalcificationCluster}[finding],
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm_id,
         anatomic_regions=[codes.SCT.Breast],

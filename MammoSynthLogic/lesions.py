@@ -21,7 +21,6 @@ import math
 from typing import Callable, Optional
 
 import numpy as np
-from scipy import ndimage
 
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -113,8 +112,10 @@ def _mass(spec: LesionSpec, spacing_mm: float, rng: np.random.Generator) -> np.n
         profile = np.maximum(profile, _spicules(radius_px, rng, profile.shape, (half, half), outline))
     elif spec.margin in ("obscured", "indistinct"):
         # Obscured: hidden by overlying tissue at the edge; indistinct: the lesion itself fades into tissue.
+        from scipy.ndimage import gaussian_filter
+
         sigma = radius_px * (0.08 if spec.margin == "obscured" else 0.18)
-        profile = ndimage.gaussian_filter(profile, sigma)
+        profile = gaussian_filter(profile, sigma)
         profile /= max(float(profile.max()), 1e-6)
     return profile
 
