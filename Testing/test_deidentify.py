@@ -111,7 +111,7 @@ def test_dualview_completion_copy_has_no_burned_in_text(film, tmp_path):
 
 
 def test_reader_study_copy_has_no_burned_in_text(film, tmp_path):
-    from MammoSynthLogic.reader_study.prepare import Canvas, fit_to_canvas
+    from MammoSynthLogic.reader_study.canvas import PREVIEW_SIDE, Canvas, fit_to_canvas, plan_crop
 
     yy, xx = np.mgrid[:1024, :640]
     breast = np.where((xx / 560) ** 2 + ((yy - 512) / 450) ** 2 < 1, 0.5, 0.0).astype(np.float32)
@@ -121,13 +121,16 @@ def test_reader_study_copy_has_no_burned_in_text(film, tmp_path):
     with open(tmp_path / "study" / "_key" / "key.csv", newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["truth"] == "real")
     copy = pydicom.dcmread(tmp_path / "study" / "reader" / row["file"]).pixel_array
-    scale = float(row["scale"])
-    rows, cols = np.nonzero(film.text)
-    box = np.s_[int(rows.min() * scale):int(rows.max() * scale) + 1, int(cols.min() * scale):int(cols.max() * scale) + 1]
-    assert copy[box].max() == 0
-    # the breast: what the same cleaning gives for the film without the text; the text moves the segmentation's
-    # threshold a hair, so a few skin-line pixels (one working-resolution pixel here and there) may come or go
     canvas = Canvas(rows=copy.shape[0], columns=copy.shape[1], bits=16)
-    expected, _ = fit_to_canvas(read_mammogram(film.plain).pixels, canvas, True)
+    crop = plan_crop(read_mammogram(film.path, max_side=PREVIEW_SIDE))  # the window the export cut
+    assert row["crop"] == f"{crop.top}:{crop.bottom},{crop.left}:{crop.right}" and not crop.mirror
+    scale, _, top, left = crop.placement(canvas)
+    rows, cols = np.nonzero(film.text)  # where the text lands on the canvas, if the crop kept any of it
+    r, c = np.rint((rows - crop.top) * scale + top).astype(int), np.rint((cols - crop.left) * scale + left).astype(int)
+    on = (r >= 0) & (r < canvas.rows) & (c >= 0) & (c < canvas.columns)
+    assert copy[r[on], c[on]].max(initial=0) == 0
+    # the breast: what the same cleaning gives for the film without the text, cut by the same window; the text moves
+    # the segmentation's threshold a hair, so a few skin-line pixels may come or go
+    expected, _ = fit_to_canvas(read_mammogram(film.plain).pixels, crop, canvas, True)
     inner = ndimage.binary_erosion(expected > 0, iterations=2)
     assert np.array_equal(copy[inner], expected[inner]) and (copy != expected).mean() < 1e-3
