@@ -50,6 +50,12 @@ VENDORS = ["", "siemens", "hologic", "ge", "philips", "fujifilm"]
 DENSITIES = ["", "very low", "low", "high", "very high"]
 AREAS = ["", "small", "medium", "big"]
 INPAINT_METHODS = ["auto", "sd", "repaint"]
+# The Inpaint panel's lesion: the painted region's own (the method's), or an analytic one (the engine's --lesion).
+LESION_KINDS = ["painted region", "analytic mass", "analytic calcification cluster"]
+LESION_ENGINE_KINDS = {"painted region": None, "analytic mass": "mass", "analytic calcification cluster": "calcification"}
+LESION_SHAPES = ["round", "oval", "irregular"]  # BI-RADS, as MammoSynthLogic.lesions (a test keeps them in step)
+LESION_MARGINS = ["circumscribed", "obscured", "microlobulated", "indistinct", "spiculated"]
+CALCIFICATION_FORMS = ["punctate", "pleomorphic"]
 RELABEL_DELAY_MS = 300
 POLL_INTERVAL_MS = 200
 # Folder parameters and their path fields, kept in step by the widget: Slicer's connector for a Path parameter shows
@@ -148,6 +154,15 @@ class SlicerMammoSynthParameterNode:
     inpaintMethod: Annotated[str, Choice(INPAINT_METHODS)] = "auto"
     inpaintSegmentation: vtkMRMLSegmentationNode  # with inpaintSegmentID: the segment selector, kept in step
     inpaintSegmentID: str = ""
+    inpaintLesion: Annotated[str, Choice(LESION_KINDS)] = "painted region"
+    lesionShape: Annotated[str, Choice(LESION_SHAPES)] = "oval"
+    lesionMargin: Annotated[str, Choice(LESION_MARGINS)] = "circumscribed"
+    lesionSizeMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0  # 0: the engine's default (from the painted region)
+    lesionCount: Annotated[int, WithinRange(1, 100)] = 12
+    lesionSpreadMm: Annotated[float, WithinRange(0.0, 50.0)] = 0.0  # 0: the painted region's size, else 10 mm
+    lesionForm: Annotated[str, Choice(CALCIFICATION_FORMS)] = "punctate"
+    lesionStrength: Annotated[float, WithinRange(0.05, 1.0)] = 0.5
+    lesionContrast: Annotated[float, WithinRange(0.0, 1.0)] = 0.0  # 0: the engine's default of the kind
 
 
 #
@@ -265,9 +280,24 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.updateGUIFromParameterNode()
 
     def updateGUIFromParameterNode(self, caller=None, event=None) -> None:
-        """What the GUI connectors do not update: the unbound widgets and the job buttons."""
+        """What the GUI connectors do not update: the unbound widgets, the lesion options and the job buttons."""
         self.updateUnboundWidgets()
+        self.updateLesionWidgets()
         self.updateApplyButton()
+
+    def updateLesionWidgets(self) -> None:
+        """Only the chosen lesion's options are editable: shape and margin of a mass, count, spread and form of a
+        cluster, the method for a painted region (an analytic lesion is always harmonised by RePaint)."""
+        if self._parameterNode is None:
+            return
+        kind = LESION_ENGINE_KINDS[self._parameterNode.inpaintLesion]
+        for names, enabled in ((("inpaintMethodComboBox",), kind is None),
+                               (("lesionShapeComboBox", "lesionMarginComboBox"), kind == "mass"),
+                               (("lesionCountSpinBox", "lesionSpreadSlider", "lesionFormComboBox"),
+                                kind == "calcification"),
+                               (("lesionSizeSlider", "lesionStrengthSlider", "lesionContrastSlider"), kind is not None)):
+            for name in names:
+                getattr(self.ui, name).enabled = enabled
 
     def updateUnboundWidgets(self) -> None:
         """Widgets no GUI connector binds follow the parameter node: the editable vendor, the segment selector."""
@@ -305,6 +335,7 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         hasSource = bool(self._parameterNode and self._parameterNode.sourceVolume)
         hasSegment = bool(self._parameterNode and mrml.has_segment(self._parameterNode.inpaintSegmentation,
                                                                              self._parameterNode.inpaintSegmentID))
+        analytic = bool(self._parameterNode and LESION_ENGINE_KINDS[self._parameterNode.inpaintLesion])
         buttons = [
             (self.ui.applyButton, task, hasSource or task != "Upscale", f"{task} in the background",
              "Select a source image to upscale"),
@@ -315,9 +346,11 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
              "Keep the source view (CC or MLO) and generate the other one", "Select a real CC or MLO source image"),
             (self.ui.textGenerateButton, "Generate from text", True, "A synthetic mammogram from the prompt (MAM-E)",
              ""),
-            (self.ui.inpaintButton, "Inpaint lesion", hasSource and hasSegment,
-             "Inpaint a lesion into the selected segment's region of the source image",
-             "Select a source image and a segment painted over it in the Segment Editor"),
+            (self.ui.inpaintButton, "Inpaint lesion", hasSource and (hasSegment or analytic),
+             "Inpaint a lesion into the selected segment's region of the source image" if hasSegment else
+             "Draw the analytic lesion at a random place in the breast of the source image",
+             "Select a source image" + ("" if analytic else " and a segment painted over it in the Segment Editor "
+                                                         "(an analytic lesion needs none)")),
         ]
         running = self._job is not None and self._job.running
         for button, text, ready, tip, why in buttons:
@@ -477,10 +510,21 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         def start():
             job = self.logic.startInpaint(source, p.inpaintSegmentation, p.inpaintSegmentID, seed=p.seed,
                                           model=p.inpaintModelPath, outputDirectory=p.outputDirectory,
-                                          method=p.inpaintMethod, device=p.device)
-            return job, lambda finished: self.showVolumes([self.logic.loadResult(finished, source)])
+                                          method=p.inpaintMethod, device=p.device, **self.lesionOptions(p))
+            return job, lambda finished: self.showVolumes(self.logic.loadInpaintResult(finished, source))
 
         self.runJob(self.ui.inpaintButton, "Inpaint", start)
+
+    @staticmethod
+    def lesionOptions(p) -> dict:
+        """The panel's analytic lesion as `startInpaint` options (none for a painted region); a size, spread or
+        contrast of 0 leaves the engine's default."""
+        kind = LESION_ENGINE_KINDS[p.inpaintLesion]
+        if kind is None:
+            return {}
+        return dict(lesion=kind, shape=p.lesionShape, margin=p.lesionMargin, sizeMm=p.lesionSizeMm or None,
+                    count=p.lesionCount, spreadMm=p.lesionSpreadMm or None, form=p.lesionForm,
+                    strength=p.lesionStrength, lesionContrast=p.lesionContrast or None)
 
     def runJob(self, button, title: str, start) -> None:
         """Start a job (`start()` returns the job and what loads its result), or cancel the running one."""
@@ -654,6 +698,11 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         job = logic.startInpaint(views[0].node, segmentationNode, segmentID, seed=4)
         job.wait()
         node = logic.loadResult(job, views[0].node)           # under the source's study
+
+        job = logic.startInpaint(views[0].node, None, "", lesion="mass", shape="irregular", margin="spiculated",
+                                 sizeMm=10, seed=5)           # an analytic mass at a random place in the breast
+        job.wait()
+        node, lesion = logic.loadInpaintResult(job, views[0].node)  # the image and its exact lesion segmentation
     """
 
     restartPending: list[str] = []  # modules an installation replaced under the running Slicer (for every instance)
@@ -814,16 +863,26 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
             steps=int(steps), size=int(size) or None, seed=int(seed), device=device, out=out)]
 
     @classmethod
-    def inpaintArguments(cls, source: str, mask: str, out: str, model: Optional[str] = None, method: str = "auto",
-                         prompt: str = "", guidance: Optional[float] = None, steps: Optional[int] = None,
-                         feather: Optional[float] = None, label: Optional[int] = None, seed: int = 0,
-                         device: str = "auto") -> list[str]:
-        """The engine's `inpaint` command line (without the interpreter); `mask` is a NRRD on the source's grid."""
-        if not source or not mask:
-            raise ValueError("inpainting needs a source image and a lesion mask")
+    def inpaintArguments(cls, source: str, mask: Optional[str], out: str, model: Optional[str] = None,
+                         method: str = "auto", prompt: str = "", guidance: Optional[float] = None,
+                         steps: Optional[int] = None, feather: Optional[float] = None, label: Optional[int] = None,
+                         seed: int = 0, device: str = "auto", lesion: Optional[str] = None, shape: str = "oval",
+                         margin: str = "circumscribed", sizeMm: Optional[float] = None, count: int = 12,
+                         spreadMm: Optional[float] = None, form: str = "punctate", spacingMm: Optional[float] = None,
+                         strength: Optional[float] = None, lesionContrast: Optional[float] = None) -> list[str]:
+        """The engine's `inpaint` command line (without the interpreter); `mask` is a NRRD on the source's grid.
+        With `lesion` ("mass" or "calcification") an analytic lesion (sizes in mm, RePaint), placed in the mask or,
+        without one, at a random place in the breast; only the options of that kind are passed."""
+        if not source or not (mask or lesion):
+            raise ValueError("inpainting needs a source image and a lesion mask (or an analytic lesion)")
+        mass, cluster = lesion == "mass", lesion == "calcification"
         return ["inpaint", str(source), *cls.optionArguments(
-            mask=mask, label=label, method=method, model=model, prompt=prompt.strip(), guidance=guidance,
-            steps=steps, feather=feather, seed=int(seed), device=device, out=out)]
+            mask=mask, label=label, method=None if lesion else method, model=model, prompt=prompt.strip(),
+            guidance=guidance, steps=steps, feather=feather, lesion=lesion, shape=shape if mass else None,
+            margin=margin if mass else None, size_mm=sizeMm, count=count if cluster else None,
+            spread_mm=spreadMm if cluster else None, form=form if cluster else None, spacing_mm=spacingMm,
+            strength=strength if lesion else None, lesion_contrast=lesionContrast, seed=int(seed), device=device,
+            out=out)]
 
     @classmethod
     def _jobPath(cls, outputDirectory, kind: str, seed: int, suffix: str = "") -> Path:
@@ -941,15 +1000,43 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
         column_mm, row_mm = reference.GetSpacing()[:2]
         return dicom_io.write_nrrd(path, mask.astype("uint8"), (row_mm, column_mm))
 
+    @staticmethod
+    def pixelSpacing(node) -> float:
+        """The volume's pixel size in mm (mean of rows and columns), which analytic lesion sizes are drawn in; an
+        error when the file gave none and the volume still has Slicer's 1 mm stand-in."""
+        from SlicerMammoSynthLib import study
+
+        column_mm, row_mm = node.GetSpacing()[:2]
+        if node.GetAttribute(study.SPACING_ATTRIBUTE) == "0" and (column_mm, row_mm) == (1.0, 1.0):
+            raise ValueError(f"{node.GetName()}: the file gives no pixel spacing and lesion sizes are in mm: set it "
+                             "in Volumes > Volume Information (e.g. 0.05 mm for DDSM films)")
+        return (column_mm + row_mm) / 2
+
     def startInpaint(self, source, segmentationNode, segmentID: str, seed: int = 0, model=None, outputDirectory=None,
                      **options) -> runner.EngineJob:
-        """A lesion in the segment's region of `source` (MAM-E; `options` of `inpaintArguments`), in the background."""
+        """A lesion in the segment's region of `source` (`options` of `inpaintArguments`), in the background. An
+        analytic lesion (`lesion=...`) is drawn in mm of the volume's spacing, at the segment when one is selected,
+        else at a random place in the breast; `loadInpaintResult` loads its exact mask too."""
         sourcePath = self.sourcePath(source)
+        if options.get("lesion"):
+            options.setdefault("spacingMm", self.pixelSpacing(source))
         folder = self._jobPath(outputDirectory, "inpaint", seed)
         out = folder / f"{folder.name}.dcm"
-        mask = self.writeSegmentMask(segmentationNode, segmentID, source, folder / "mask.nrrd")
-        return self._start(self.inpaintArguments(sourcePath, str(mask), str(out), self._pathOrNone(model), seed=seed,
-                                                 **options), out, folder)
+        painted = not options.get("lesion") or mrml.has_segment(segmentationNode, segmentID)
+        mask = self.writeSegmentMask(segmentationNode, segmentID, source, folder / "mask.nrrd") if painted else None
+        return self._start(self.inpaintArguments(sourcePath, mask and str(mask), str(out), self._pathOrNone(model),
+                                                 seed=seed, **options), out, folder)
+
+    def loadInpaintResult(self, job: runner.EngineJob, source) -> list:
+        """The inpainted image under the source's study and, for an analytic lesion, its exact mask (the engine's
+        DICOM SEG of the image) as a segmentation beside it."""
+        from SlicerMammoSynthLib import study
+
+        node = self.loadResult(job, source)
+        written = (job.result or {}).get("outputs") or []
+        segs = [path for path in written[1:] if str(path).endswith("_lesion_seg.dcm")]
+        return [node] + [study.load_lesion(slicer.mrmlScene, seg, written[0], node, f"{node.GetName()} lesion")
+                         for seg in segs]
 
 
 #

@@ -30,7 +30,7 @@ from MammoSynthLogic import dicom_io  # noqa: E402
 from SlicerMammoSynthLib.runner import engine_command  # noqa: E402
 
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
-PANEL_SIZE = (440, 1760)
+PANEL_SIZE = (440, 1900)
 # kept in step by the widget's own code (the folder fields through PATH_FIELDS)
 UNBOUND = {"textVendor", "inpaintSegmentation", "inpaintSegmentID", "textModelPath", "inpaintModelPath"}
 
@@ -249,9 +249,10 @@ def widget(module, monkeypatch):
     names = ["applyButton", "anomalyButton", "generatePairButton", "completeViewButton", "textGenerateButton",
              "inpaintButton", "statusLabel"]
     self.ui = types.SimpleNamespace(**{name: FakeWidget() for name in names})
-    self._parameterNode = types.SimpleNamespace(task="Generate", sourceVolume=None, inpaintSegmentation=None,
-                                                inpaintSegmentID="", seed=1, device="cpu", outputDirectory=None,
-                                                inpaintModelPath=None, inpaintMethod="auto")
+    defaults = {name: value for name, value in vars(module.SlicerMammoSynthParameterNode).items()
+                if not name.startswith("_")}  # the stand-in wrapper leaves the class as written: its defaults
+    self._parameterNode = types.SimpleNamespace(**{**defaults, "sourceVolume": None, "inpaintSegmentation": None,
+                                                   "seed": 1, "device": "cpu", "outputDirectory": None})
 
     @contextlib.contextmanager
     def no_dialog(message=None, show=True, waitCursor=False):
@@ -372,7 +373,9 @@ def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene
                  "anomalyLevelComboBox": "LEVELS", "dualviewLateralityComboBox": "LATERALITIES",
                  "textVendorComboBox": "VENDORS", "textViewComboBox": "VIEWS", "textLateralityComboBox": "LATERALITIES",
                  "textDensityComboBox": "DENSITIES", "textAreaComboBox": "AREAS",
-                 "inpaintMethodComboBox": "INPAINT_METHODS"}
+                 "inpaintMethodComboBox": "INPAINT_METHODS", "inpaintLesionComboBox": "LESION_KINDS",
+                 "lesionShapeComboBox": "LESION_SHAPES", "lesionMarginComboBox": "LESION_MARGINS",
+                 "lesionFormComboBox": "CALCIFICATION_FORMS"}
     for name, constant in constants.items():
         panel.findChild(QtWidgets.QComboBox, name).addItems(ui_test._module_constant(constant))
     panel.findChild(ui_test.qMRMLNodeComboBox, "sourceVolumeSelector").addItems(["L CC"])

@@ -19,7 +19,7 @@ from PySide6.QtCore import Property, QBuffer, QByteArray, QIODevice, Qt, Signal 
 ROOT = Path(__file__).resolve().parents[1]
 UI_FILE = ROOT / "Resources" / "UI" / "SlicerMammoSynth.ui"
 MODULE_FILE = ROOT / "SlicerMammoSynth" / "SlicerMammoSynth.py"
-PANEL_SIZE = (440, 1760)
+PANEL_SIZE = (440, 1900)
 # Kept in step by the module's own code: an editable combo box, the segment selector and the folder fields (PATH_FIELDS),
 # which no GUI connector binds (Slicer's Path connector would show an unset folder as ".").
 WIDGET_KEPT = {"textVendor", "inpaintSegmentation", "inpaintSegmentID"}
@@ -81,6 +81,7 @@ class ctkSliderWidget(QtWidgets.QWidget):
     minimum = Property(float, lambda self: self._spin.minimum(), lambda self, v: self._set_range(v, self.maximum))
     maximum = Property(float, lambda self: self._spin.maximum(), lambda self, v: self._set_range(self.minimum, v))
     value = Property(float, lambda self: self._spin.value(), lambda self, v: self._spin.setValue(v))
+    suffix = Property(str, lambda self: self._spin.suffix(), lambda self, v: self._spin.setSuffix(v))
 
 
 class qMRMLWidget(QtWidgets.QWidget):
@@ -313,7 +314,9 @@ def test_the_panel_renders_with_every_section_in_view(app, tmp_path):
                            ("anomalyLevelComboBox", "LEVELS"), ("dualviewLateralityComboBox", "LATERALITIES"),
                            ("textVendorComboBox", "VENDORS"), ("textViewComboBox", "VIEWS"),
                            ("textLateralityComboBox", "LATERALITIES"), ("textDensityComboBox", "DENSITIES"),
-                           ("textAreaComboBox", "AREAS"), ("inpaintMethodComboBox", "INPAINT_METHODS")):
+                           ("textAreaComboBox", "AREAS"), ("inpaintMethodComboBox", "INPAINT_METHODS"),
+                           ("inpaintLesionComboBox", "LESION_KINDS"), ("lesionShapeComboBox", "LESION_SHAPES"),
+                           ("lesionMarginComboBox", "LESION_MARGINS"), ("lesionFormComboBox", "CALCIFICATION_FORMS")):
         widget.findChild(QtWidgets.QComboBox, name).addItems(_module_constant(constant))
     widget.findChild(QtWidgets.QSpinBox, "seedSpinBox").setValue(42)
     widget.findChild(ctkSliderWidget, "anomalyThresholdSlider").value = 0.35

@@ -102,11 +102,19 @@ class ParameterNode58:
     disconnectGui(tag) removes nothing, and each connection fills the Choice combo box anew, which makes it report
     its first item to every connection made before (QComboBoxToEnumConnector before Slicer 5.10)."""
 
-    CHOICES = {"task": ("taskComboBox", ["Generate", "Upscale"]), "preset": ("presetComboBox", ["fast", "paper"])}
+    CHOICES = {"task": ("taskComboBox", ["Generate", "Upscale"]), "preset": ("presetComboBox", ["fast", "paper"]),
+               "inpaintLesion": ("inpaintLesionComboBox", ["painted region", "analytic mass",
+                                                           "analytic calcification cluster"]),
+               "lesionShape": ("lesionShapeComboBox", ["round", "oval", "irregular"]),
+               "lesionMargin": ("lesionMarginComboBox", ["circumscribed", "obscured", "microlobulated", "indistinct",
+                                                         "spiculated"]),
+               "lesionForm": ("lesionFormComboBox", ["punctate", "pleomorphic"])}
 
     def __init__(self, node):
         self.parameterNode = node
-        self.task, self.preset, self.inpaintSegmentation, self.inpaintSegmentID = "Generate", "fast", None, ""
+        for name, (_, choices) in self.CHOICES.items():
+            setattr(self, name, choices[0])
+        self.inpaintSegmentation, self.inpaintSegmentID = None, ""
         self.sourceVolume, self.textVendor = None, ""
         for name in ("modelPath", "outputDirectory", "anomalyModelPath", "dualviewModelPath", "textModelPath",
                      "inpaintModelPath"):
@@ -146,13 +154,17 @@ def test_settings_survive_leaving_and_entering_the_module(module, dialogs, monke
     widget = module.SlicerMammoSynthWidget()
     widget.setup()
     widget.enter()
-    node.task, ui.taskComboBox.currentText = "Upscale", "Upscale"  # the user picks Upscale
-    node.preset, ui.presetComboBox.currentText = "paper", "paper"
+    picked = {"task": "Upscale", "preset": "paper", "inpaintLesion": "analytic mass", "lesionShape": "irregular",
+              "lesionMargin": "spiculated", "lesionForm": "pleomorphic"}
+    for name, value in picked.items():  # the user picks Upscale, the paper preset, a spiculated irregular mass ...
+        setattr(node, name, value)
+        getattr(ui, ParameterNode58.CHOICES[name][0]).currentText = value
     for _ in range(2):  # to the Segment Editor and back, as qSlicerScriptedLoadableModuleWidget calls the Python side
         if hasattr(widget, "exit"):
             widget.exit()
         widget.enter()
-    assert (node.task, node.preset) == ("Upscale", "paper")
+    assert {name: getattr(node, name) for name in picked} == picked
+    assert ui.lesionShapeComboBox.enabled and not ui.lesionFormComboBox.enabled, "a mass's options, not a cluster's"
     assert len(node.connections) == len(ParameterNode58.CHOICES), "one connection per widget"
 
     # a new scene brings a new parameter node: connected once more, to that node only

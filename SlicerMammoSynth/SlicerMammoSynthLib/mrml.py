@@ -30,12 +30,16 @@ from slicer import (
     vtkSlicerSegmentationsModuleLogic,
 )
 
-# DICOM-coded terminology of a mass (SNOMED CT), in the form Slicer's Segment Editor stores it.
-MASS_TERMINOLOGY = (
-    "Segmentation category and type - 3D Slicer General Anatomy list"
-    "~SCT^49755003^Morphologically Altered Structure~SCT^4147007^Mass~^^"
-    "~Anatomic codes - DICOM master list~^^~^^"
-)
+
+
+def terminology(type_code: str, type_meaning: str) -> str:
+    """A SNOMED CT finding (category Morphologically Altered Structure) in the form the Segment Editor stores it."""
+    return ("Segmentation category and type - 3D Slicer General Anatomy list"
+            f"~SCT^49755003^Morphologically Altered Structure~SCT^{type_code}^{type_meaning}~^^"
+            "~Anatomic codes - DICOM master list~^^~^^")
+
+
+MASS_TERMINOLOGY = terminology("4147007", "Mass")
 MASS_COLOR = (0.9, 0.35, 0.2)
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
 # Colour tables for heat maps, first found wins: Slicer's file tables (the application loads them), then the
@@ -295,6 +299,15 @@ def mask_to_segment(segmentation_node: vtkMRMLSegmentationNode, mask: np.ndarray
             raise RuntimeError(f"{segmentation_node.GetName()}: the mask could not be set to segment {segment_id}")
     segmentation_node.GetSegmentation().GetSegment(segment_id).SetTerminology(terminology)
     return segment_id
+
+
+def mask_to_segmentation_node(scene: vtkMRMLScene, mask: np.ndarray, reference: vtkMRMLVolumeNode, name: str,
+                              segment_name: str = "Mass", terminology: str = MASS_TERMINOLOGY) -> vtkMRMLSegmentationNode:
+    """A new segmentation node whose one segment is the mask (on the reference grid)."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    mask_to_segment(node, mask, reference, segment_name, terminology)
+    return node
 
 
 def subject_hierarchy(scene: vtkMRMLScene) -> vtkMRMLSubjectHierarchyNode:

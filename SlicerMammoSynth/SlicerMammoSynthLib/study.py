@@ -24,6 +24,7 @@ LATERALITY_ATTRIBUTE = "MammoSynth.Laterality"
 SOURCE_ATTRIBUTE = "MammoSynth.SourcePath"
 SYNTHETIC_ATTRIBUTE = "MammoSynth.Synthetic"
 ANOMALY_FOLDER_ATTRIBUTE = "MammoSynth.AnomalyFolder"
+SPACING_ATTRIBUTE = "MammoSynth.PixelSpacingInFile"  # "0": the file gave none (the volume's 1 mm is a stand-in)
 MAMMOGRAM_ATTRIBUTE = "MammoSynth.Mammogram"  # "1" on every mammogram (not on heat or label maps): source candidates
 MG_FOR_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.2"
 
@@ -68,6 +69,7 @@ def _volume(scene, image: dicom_io.MammogramImage, name: str, synthetic: bool):
     node.SetAttribute(SOURCE_ATTRIBUTE, str(image.path) if image.path else "")
     node.SetAttribute(SYNTHETIC_ATTRIBUTE, "1" if synthetic else "0")
     node.SetAttribute(MAMMOGRAM_ATTRIBUTE, "1")
+    node.SetAttribute(SPACING_ATTRIBUTE, "1" if image.spacing_mm else "0")
     return node
 
 
@@ -146,6 +148,20 @@ def load_dualview(scene, result: dict, source_node=None) -> list:
             f"{view_label(laterality, header_view or view)} dual-view seed {result.get('seed')} (synthetic)"))
         nodes.append(node)
     return nodes
+
+
+def load_lesion(scene, seg_path: str | os.PathLike, image_path: str | os.PathLike, image_node, name: str):
+    """The engine's lesion DICOM SEG of an image (read and checked against that image by the engine's mask reader)
+    as a segmentation on the image volume's grid, beside it: one segment named and coded as in the SEG."""
+    from MammoSynthLogic.masks import read_mask
+
+    mask = read_mask(seg_path, dicom_io.read_mammogram(image_path))
+    segment = pydicom.dcmread(seg_path, stop_before_pixels=True).SegmentSequence[0]
+    code = segment.SegmentedPropertyTypeCodeSequence[0]
+    node = mrml.mask_to_segmentation_node(scene, mask, image_node, name, segment.SegmentLabel,
+                                          mrml.terminology(code.CodeValue, code.CodeMeaning))
+    mrml.place_beside(scene, node, image_node)
+    return node
 
 
 def _read_nrrd_2d(path: Path) -> np.ndarray:
