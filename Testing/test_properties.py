@@ -172,3 +172,23 @@ def test_seam_metric_of_a_piecewise_constant_image(values, ys):
     mask[:8, ys:ys + 9] = True  # the top row of tiles only: the horizontal border is out, part of the vertical one in
     expected = [(v[0, 0] - v[0, 1]) ** 2] * 8 if ys <= 7 < ys + 9 else []
     assert abs(tiling.seam_mse(image, tiles, mask=mask) - (float(np.mean(expected)) if expected else 0.0)) < 1e-6
+
+
+@FEW
+@given(seed=st.integers(0, 2 ** 16))
+def test_seam_metric_compares_the_pixel_pairs_across_the_named_lines(seed):
+    """16² canvas of four 8 px tiles: the borders are between rows 7|8 and columns 7|8, the middle lines between
+    3|4 and 11|12; only pairs with both pixels in the mask count."""
+    rng = np.random.default_rng(seed)
+    image = rng.random((16, 16)).astype(np.float32)
+    mask = rng.random((16, 16)) > 0.3
+    tiles = tiling.grid(16, 16, 8, 0)
+
+    def expected(lines: list[int]) -> float:
+        pairs = [(image[r - 1] - image[r])[mask[r - 1] & mask[r]] for r in lines]
+        pairs += [(image[:, c - 1] - image[:, c])[mask[:, c - 1] & mask[:, c]] for c in lines]
+        return float(np.mean(np.concatenate(pairs) ** 2))
+
+    assert abs(tiling.seam_mse(image, tiles, mask=mask) - expected([8])) < 1e-6
+    assert abs(tiling.seam_mse(image, tiles, inside=True, mask=mask) - expected([4, 12])) < 1e-6
+    assert tiling.seam_mse(image, tiles, mask=np.zeros_like(mask)) == 0.0
