@@ -293,9 +293,9 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         kind = LESION_ENGINE_KINDS[self._parameterNode.inpaintLesion]
         for names, enabled in ((("inpaintMethodComboBox",), kind is None),
                                (("lesionShapeComboBox", "lesionMarginComboBox"), kind == "mass"),
-                               (("lesionCountSpinBox", "lesionSpreadSlider", "lesionFormComboBox"),
+                               (("lesionCountSpinBox", "lesionSpreadSpinBox", "lesionFormComboBox"),
                                 kind == "calcification"),
-                               (("lesionSizeSlider", "lesionStrengthSlider", "lesionContrastSlider"), kind is not None)):
+                               (("lesionSizeSpinBox", "lesionStrengthSlider", "lesionContrastSpinBox"), kind is not None)):
             for name in names:
                 getattr(self.ui, name).enabled = enabled
 

@@ -135,15 +135,15 @@ def test_an_analytic_lesion_needs_no_segment_and_a_painted_one_does(panel):
 
 @pytest.mark.parametrize("kind, editable", [
     (PAINTED, {"inpaintMethodComboBox"}),
-    (MASS, {"lesionShapeComboBox", "lesionMarginComboBox", "lesionSizeSlider", "lesionStrengthSlider",
-            "lesionContrastSlider"}),
-    (CLUSTER, {"lesionCountSpinBox", "lesionSpreadSlider", "lesionFormComboBox", "lesionSizeSlider",
-               "lesionStrengthSlider", "lesionContrastSlider"}),
+    (MASS, {"lesionShapeComboBox", "lesionMarginComboBox", "lesionSizeSpinBox", "lesionStrengthSlider",
+            "lesionContrastSpinBox"}),
+    (CLUSTER, {"lesionCountSpinBox", "lesionSpreadSpinBox", "lesionFormComboBox", "lesionSizeSpinBox",
+               "lesionStrengthSlider", "lesionContrastSpinBox"}),
 ])
 def test_only_the_chosen_lesions_options_are_editable(panel, kind, editable):
-    names = {"inpaintMethodComboBox", "lesionShapeComboBox", "lesionMarginComboBox", "lesionSizeSlider",
-             "lesionCountSpinBox", "lesionSpreadSlider", "lesionFormComboBox", "lesionStrengthSlider",
-             "lesionContrastSlider"}
+    names = {"inpaintMethodComboBox", "lesionShapeComboBox", "lesionMarginComboBox", "lesionSizeSpinBox",
+             "lesionCountSpinBox", "lesionSpreadSpinBox", "lesionFormComboBox", "lesionStrengthSlider",
+             "lesionContrastSpinBox"}
     panel._parameterNode.inpaintLesion = kind
     panel.updateLesionWidgets()
     assert {name for name in names if getattr(panel.ui, name).enabled} == editable

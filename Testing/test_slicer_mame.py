@@ -329,7 +329,8 @@ def test_text_and_inpaint_panels_bind_every_new_parameter(app):
     source = ui_test.MODULE_FILE.read_text()
     for name in UNBOUND:
         assert f'"{name}"' in source, f"{name}: the widget keeps it in step (setUnboundParameter)"
-    kinds = {"Path": ui_test.ctkPathLineEdit, "int": QtWidgets.QSpinBox, "float": ui_test.ctkSliderWidget}
+    kinds = {"Path": ui_test.ctkPathLineEdit, "int": QtWidgets.QSpinBox,
+             "float": (ui_test.ctkSliderWidget, QtWidgets.QDoubleSpinBox)}
     for name, (kind, extras, default) in new.items():
         if name in UNBOUND:
             continue
@@ -357,18 +358,26 @@ def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene
     from PySide6 import QtWidgets
 
     ui_test, stand_ins, panel = _load_panel(app)
-    # the button states the module's own Widget code computes with a source and a painted segment selected
+    # the button and lesion option states the module's own Widget code computes with a source, a painted segment
+    # and an analytic spiculated irregular mass of 10 mm selected
     p = widget._parameterNode
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "L CC lesion")
     p.sourceVolume, p.inpaintSegmentation = loaded_view, segmentation
     p.inpaintSegmentID = segmentation.GetSegmentation().AddEmptySegment("", "Mass")
+    lesion = {"inpaintLesionComboBox": "analytic mass", "lesionShapeComboBox": "irregular",
+              "lesionMarginComboBox": "spiculated"}
+    p.inpaintLesion, p.lesionShape, p.lesionMargin, p.lesionSizeMm = *lesion.values(), 10.0
+    for name in ("inpaintMethodComboBox", *lesion, "lesionSizeSpinBox", "lesionCountSpinBox", "lesionSpreadSpinBox",
+                 "lesionFormComboBox", "lesionStrengthSlider", "lesionContrastSpinBox"):
+        setattr(widget.ui, name, FakeWidget())
     widget.updateApplyButton()
+    widget.updateLesionWidgets()
     for name, fake in vars(widget.ui).items():
+        control = panel.findChild(QtWidgets.QWidget, name)
+        control.setEnabled(fake.enabled)
         if name.endswith("Button"):
-            button = panel.findChild(QtWidgets.QPushButton, name)
-            button.setEnabled(fake.enabled)
-            button.setText(fake.text)
-            button.setToolTip(fake.toolTip)
+            control.setText(fake.text)
+            control.setToolTip(fake.toolTip)
     constants = {"taskComboBox": "TASKS", "presetComboBox": "PRESETS", "deviceComboBox": "DEVICES",
                  "anomalyLevelComboBox": "LEVELS", "dualviewLateralityComboBox": "LATERALITIES",
                  "textVendorComboBox": "VENDORS", "textViewComboBox": "VIEWS", "textLateralityComboBox": "LATERALITIES",
@@ -383,6 +392,9 @@ def test_the_panel_renders_with_the_text_and_inpaint_sections(app, widget, scene
     panel.findChild(QtWidgets.QComboBox, "textViewComboBox").setCurrentText("MLO")
     panel.findChild(QtWidgets.QComboBox, "textDensityComboBox").setCurrentText("high")
     panel.findChild(QtWidgets.QComboBox, "textAreaComboBox").setCurrentText("medium")
+    for name, value in lesion.items():
+        panel.findChild(QtWidgets.QComboBox, name).setCurrentText(value)
+    panel.findChild(QtWidgets.QDoubleSpinBox, "lesionSizeSpinBox").setValue(p.lesionSizeMm)
     selector = panel.findChild(stand_ins["qMRMLSegmentSelectorWidget"], "inpaintSegmentSelector")
     selector.nodes.addItem("L CC lesion")
     selector.segments.addItem("Mass")

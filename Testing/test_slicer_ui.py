@@ -166,9 +166,9 @@ def ui_properties(name: str) -> dict[str, str]:
 
 
 def range_and_value(control, kind: str) -> tuple[tuple[float, float], float]:
-    """((minimum, maximum), value) a panel control opens with: a QSpinBox's own, a slider's from the .ui (not what
+    """((minimum, maximum), value) a panel control opens with: a spin box's own, a slider's from the .ui (not what
     the ctkSliderWidget stand-in makes of it)."""
-    if kind == "int":
+    if kind == "int" or isinstance(control, QtWidgets.QDoubleSpinBox):
         return (control.minimum(), control.maximum()), control.value()
     declared = ui_properties(control.objectName())
     return (float(declared["minimum"]), float(declared["maximum"])), float(declared["value"])
@@ -269,7 +269,7 @@ def test_parameter_node_fields_and_widgets_match(app):
         assert fields[name][0] == "str" and fields[name][2] == "", f"{name}: a str parameter that starts empty"
         assert isinstance(widget.findChild(QtWidgets.QWidget, field), ctkPathLineEdit), field
     expected = {"vtkMRMLScalarVolumeNode": qMRMLNodeComboBox, "Path": ctkPathLineEdit, "int": QtWidgets.QSpinBox,
-                "float": ctkSliderWidget}
+                "float": (ctkSliderWidget, QtWidgets.QDoubleSpinBox)}  # Slicer's float connector takes either
     for name, (kind, extras, default) in fields.items():
         if name in unbound:
             continue
