@@ -50,7 +50,7 @@ def register(sub, parents) -> None:
                    help="repaint: brightness (0-1) of the lesion: without --lesion, of the soft mass drawn into the "
                    "model's coarse contexts inside the mask, which the patch model renders as a lesion (default "
                    "0.15; 0 = re-create the tissue that was there); with --lesion, of the analytic lesion at its "
-                   "thickest point (default 0.25 for a mass, 0.6 for calcifications)")
+                   "thickest point (default 0.2 for a mass, 0.6 for calcifications)")
     g = p.add_argument_group("analytic lesion (repaint route)")
     g.add_argument("--lesion", choices=KINDS, help="draw an analytic mass or calcification cluster and "
                    "harmonise it with the tissue (BI-RADS shapes and margins; sizes in mm)")
@@ -158,7 +158,7 @@ def _draw_lesion(args, image, painted, seed: int) -> tuple:
     if size is None and args.lesion == "mass" and across_mm is not None:
         size = 0.8 * across_mm
     spread = args.spread_mm or (across_mm if across_mm is not None else 10.0)
-    contrast = args.lesion_contrast if args.lesion_contrast is not None else (0.25 if args.lesion == "mass" else 0.6)
+    contrast = args.lesion_contrast if args.lesion_contrast is not None else (0.2 if args.lesion == "mass" else 0.6)
     spec = LesionSpec(kind=args.lesion, shape=args.shape, margin=args.margin, size_mm=size, contrast=contrast,
                       count=args.count, spread_mm=spread, form=args.form)
     profile, drawn = draw(spec, spacing, seed)
@@ -181,7 +181,8 @@ def _random_place(breast, reach_px: float, seed: int, source) -> tuple[int, int]
     from MammoSynthLogic.errors import MammoSynthError
 
     step = max(1, int(max(breast.shape) // 1024))  # the distance on a ≤1024-px copy is plenty for placement
-    depth = distance_transform_edt(breast[::step, ::step]) * step
+    # padded: the image border (where the chest wall meets it) is an edge too
+    depth = distance_transform_edt(np.pad(breast[::step, ::step], 1))[1:-1, 1:-1] * step
     if depth.max() == 0:
         raise MammoSynthError(source, "no breast found to place the lesion in; paint a --mask")
     rows, cols = np.nonzero(depth >= min(reach_px, depth.max()))
