@@ -1046,8 +1046,9 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
 
 class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
     """Self-test in the application: real jobs with the embedded bundles (a small generated image and a cancelled
-    one, an anomaly map of a sample DICOM, a lesion inpainted into a painted segment, a dual-view pair). It fails,
-    saying why, when a dependency or an embedded bundle is missing: it never passes by skipping."""
+    one, an anomaly map of a sample DICOM, a lesion inpainted into a painted segment and an analytic mass with its
+    segmentation, a dual-view pair). It fails, saying why, when a dependency or an embedded bundle is missing: it
+    never passes by skipping."""
 
     STEPS = 2  # denoising steps per job: the self-test checks that every part runs, not the images' quality
     BUNDLES = ("mambo-global", "mambo-local", "mambo-patch", "dualview", "mame-inpaint")
@@ -1147,6 +1148,16 @@ class SlicerMammoSynthTest(ScriptedLoadableModuleTest):
         self.assertEqual(after.shape, before.shape)
         self.assertTrue(np.array_equal(after[:100], before[:100]), "far from the segment nothing changes")
         self.assertFalse(np.array_equal(after[140:180, 60:100], before[140:180, 60:100]), "a lesion was painted in")
+
+        self.delayDisplay("An analytic mass at a random place in the breast, its exact mask as a segmentation")
+        job = logic.startInpaint(source, None, "", seed=5, device="cpu", outputDirectory=folder / "mass",
+                                 steps=self.STEPS, lesion="mass", sizeMm=4.0)
+        job.wait(timeout=900)
+        node, lesion = logic.loadInpaintResult(job, source)
+        mask = mrml.segment_to_mask(lesion, lesion.GetSegmentation().GetNthSegmentID(0), node)
+        self.assertTrue(mask.any())
+        changed = mrml.volume_node_to_array(node) != before
+        self.assertTrue(changed[mask].all(), "the mass brightens every pixel of its mask")
         self.delayDisplay("Inpaint passed")
 
     def test_dual_view(self):
