@@ -52,7 +52,8 @@ AREAS = ["", "small", "medium", "big"]
 INPAINT_METHODS = ["auto", "sd", "repaint"]
 # The Inpaint panel's lesion: the painted region's own (the method's), or an analytic one (the engine's --lesion).
 LESION_KINDS = ["painted region", "analytic mass", "analytic calcification cluster"]
-LESION_ENGINE_KINDS = {"painted region": None, "analytic mass": "mass", "analytic calcification cluster": "calcification"}
+LESION_ENGINE_KINDS = {"painted region": None, "analytic mass": "mass",
+                       "analytic calcification cluster": "calcification"}
 LESION_SHAPES = ["round", "oval", "irregular"]  # BI-RADS, as MammoSynthLogic.lesions (a test keeps them in step)
 LESION_MARGINS = ["circumscribed", "obscured", "microlobulated", "indistinct", "spiculated"]
 CALCIFICATION_FORMS = ["punctate", "pleomorphic"]
@@ -295,7 +296,8 @@ class SlicerMammoSynthWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                (("lesionShapeComboBox", "lesionMarginComboBox"), kind == "mass"),
                                (("lesionCountSpinBox", "lesionSpreadSpinBox", "lesionFormComboBox"),
                                 kind == "calcification"),
-                               (("lesionSizeSpinBox", "lesionStrengthSlider", "lesionContrastSpinBox"), kind is not None)):
+                               (("lesionSizeSpinBox", "lesionStrengthSlider", "lesionContrastSpinBox"),
+                                kind is not None)):
             for name in names:
                 getattr(self.ui, name).enabled = enabled
 

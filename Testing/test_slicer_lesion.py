@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from test_slicer_logic import loaded_view, module  # noqa: F401
+from test_slicer_mame import parameter_defaults
 from test_slicer_mrml import SPACING, converter_rules, scene, slicer  # noqa: F401
 from test_slicer_standins import UI
 
@@ -19,22 +20,16 @@ MASS, CLUSTER, PAINTED = "analytic mass", "analytic calcification cluster", "pai
 DDSM_SPACING = 0.05  # DDSM films were scanned at 50 µm; the files carry no PixelSpacing
 
 
-def _defaults(module) -> dict:
-    """The parameter node's defaults (the stand-in wrapper leaves the class as written)."""
-    return {name: value for name, value in vars(module.SlicerMammoSynthParameterNode).items()
-            if not name.startswith("_")}
-
-
 @pytest.fixture()
-def panel(module, monkeypatch, loaded_view):
+def panel(module, monkeypatch, loaded_view, tmp_path):
     """The Widget with stand-in widgets and a parameter node of the defaults, L CC selected; engine starts are
     recorded (`panel.started`: the engine arguments of each), not run."""
     import contextlib
 
     widget = module.SlicerMammoSynthWidget()
     widget.ui, widget.logic = UI(), module.SlicerMammoSynthLogic()
-    widget._parameterNode = types.SimpleNamespace(**{**_defaults(module), "sourceVolume": loaded_view,
-                                                     "inpaintSegmentation": None, "outputDirectory": None})
+    widget._parameterNode = types.SimpleNamespace(**{**parameter_defaults(module), "sourceVolume": loaded_view,
+                                                     "inpaintSegmentation": None, "outputDirectory": tmp_path / "out"})
     widget.started = []
 
     def start(args, out, *owned):
@@ -172,7 +167,8 @@ def mambo_dir(tmp_path_factory):
 
 
 def _film(scene, path):
-    """A real DDSM film loaded as the folder loader loads each file, its spacing set as a user sets it in the Volumes module."""
+    """A real DDSM film loaded as the folder loader loads each file, its spacing set as a user sets it in the
+    Volumes module."""
     [view], errors = study.load_files(scene, [path])
     assert errors == []
     view.node.SetSpacing(DDSM_SPACING, DDSM_SPACING, 1.0)

@@ -232,6 +232,12 @@ def test_inpaint_job_writes_the_mask_in_its_folder_and_cancel_removes_it(module,
 # ------------------------------------------------------------------ (c) the panel
 
 
+def parameter_defaults(module) -> dict:
+    """The parameter node's fields with defaults, as written (the stand-in wrapper leaves the class as it is)."""
+    return {name: value for name, value in vars(module.SlicerMammoSynthParameterNode).items()
+            if not name.startswith("_")}
+
+
 class FakeWidget:
     """What the Widget code sets on a button or label (PythonQt properties as attributes)."""
 
@@ -249,10 +255,9 @@ def widget(module, monkeypatch):
     names = ["applyButton", "anomalyButton", "generatePairButton", "completeViewButton", "textGenerateButton",
              "inpaintButton", "statusLabel"]
     self.ui = types.SimpleNamespace(**{name: FakeWidget() for name in names})
-    defaults = {name: value for name, value in vars(module.SlicerMammoSynthParameterNode).items()
-                if not name.startswith("_")}  # the stand-in wrapper leaves the class as written: its defaults
-    self._parameterNode = types.SimpleNamespace(**{**defaults, "sourceVolume": None, "inpaintSegmentation": None,
-                                                   "seed": 1, "device": "cpu", "outputDirectory": None})
+    self._parameterNode = types.SimpleNamespace(**{**parameter_defaults(module), "sourceVolume": None,
+                                                   "inpaintSegmentation": None, "seed": 1, "device": "cpu",
+                                                   "outputDirectory": None})
 
     @contextlib.contextmanager
     def no_dialog(message=None, show=True, waitCursor=False):

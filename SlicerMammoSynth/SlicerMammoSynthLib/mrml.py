@@ -302,7 +302,8 @@ def mask_to_segment(segmentation_node: vtkMRMLSegmentationNode, mask: np.ndarray
 
 
 def mask_to_segmentation_node(scene: vtkMRMLScene, mask: np.ndarray, reference: vtkMRMLVolumeNode, name: str,
-                              segment_name: str = "Mass", terminology: str = MASS_TERMINOLOGY) -> vtkMRMLSegmentationNode:
+                              segment_name: str = "Mass",
+                              terminology: str = MASS_TERMINOLOGY) -> vtkMRMLSegmentationNode:
     """A new segmentation node whose one segment is the mask (on the reference grid)."""
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     node.CreateDefaultDisplayNodes()
