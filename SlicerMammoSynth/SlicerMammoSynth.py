@@ -1030,11 +1030,15 @@ class SlicerMammoSynthLogic(ScriptedLoadableModuleLogic):
                                                  seed=seed, **options), out, folder)
 
     def loadInpaintResult(self, job: runner.EngineJob, source) -> list:
-        """The inpainted image under the source's study and, for an analytic lesion, its exact mask (the engine's
-        DICOM SEG of the image) as a segmentation beside it."""
+        """The inpainted image under the source's study, on the source's geometry, and, for an analytic lesion, its
+        exact mask (the engine's DICOM SEG of the image) as a segmentation beside it."""
         from SlicerMammoSynthLib import study
 
         node = self.loadResult(job, source)
+        # the result is the source's pixel grid: a spacing set on the source (a film without one) holds for it too
+        geometry = vtk.vtkMatrix4x4()
+        source.GetIJKToRASMatrix(geometry)
+        node.SetIJKToRASMatrix(geometry)
         written = (job.result or {}).get("outputs") or []
         segs = [path for path in written[1:] if str(path).endswith("_lesion_seg.dcm")]
         return [node] + [study.load_lesion(slicer.mrmlScene, seg, written[0], node, f"{node.GetName()} lesion")

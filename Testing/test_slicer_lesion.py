@@ -215,6 +215,8 @@ def test_the_lesion_seg_of_a_real_run_is_loaded_as_a_segmentation(module, scene,
     job.wait(timeout=300)
     image, seg_node = logic.loadInpaintResult(job, source)
 
+    np.testing.assert_allclose(mrml.ijk_to_ras_of(image), mrml.ijk_to_ras_of(source), atol=1e-12,
+                               err_msg="the result lies over the source, at the spacing set on it")
     image_path, seg_path = map(Path, job.result["outputs"])
     assert seg_path.name == image_path.stem + "_lesion_seg.dcm"
     expected = _seg_pixels(seg_path)
