@@ -2,6 +2,8 @@
 grids, blending weights, crops and shifts at the borders."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -192,3 +194,65 @@ def test_seam_metric_compares_the_pixel_pairs_across_the_named_lines(seed):
     assert abs(tiling.seam_mse(image, tiles, mask=mask) - expected([8])) < 1e-6
     assert abs(tiling.seam_mse(image, tiles, inside=True, mask=mask) - expected([4, 12])) < 1e-6
     assert tiling.seam_mse(image, tiles, mask=np.zeros_like(mask)) == 0.0
+
+
+@FEW
+@given(rows=st.integers(64, 160), cols=st.integers(64, 160), side=st.sampled_from(["left", "right"]),
+       multiple=multiples)
+def test_prepare_puts_any_breast_chest_wall_left_in_a_padded_square(rows, cols, side, multiple):
+    from dicom_factory import synthetic_breast
+    from MammoSynthLogic.preparation import prepare
+
+    pixels = synthetic_breast(rows, cols, side=side).astype(np.float32) / 65535
+    prepared = prepare(pixels, multiple=multiple)
+    size = padded_side((rows, cols), multiple)
+    assert prepared.pixels.shape == prepared.region.shape == prepared.mask.shape == (size, size)
+    assert prepared.pixels.dtype == np.float32 and prepared.region.dtype == bool and prepared.mask.dtype == bool
+    assert prepared.breast_side == side and prepared.transform.flipped == (side == "right")
+    assert prepared.region[:rows, :3].mean() > 0.5 and not prepared.region[:, cols:].any()
+    assert (prepared.pixels[~prepared.region] == 0).all() and not (prepared.mask & ~prepared.region).any()
+    inside = prepared.transform.to_source(prepared.region)
+    np.testing.assert_array_equal(prepared.transform.to_source(prepared.pixels)[inside], pixels[inside])
+
+
+@FEW
+@given(h=st.integers(2, 40), w=st.integers(2, 40), seed=st.integers(0, 2 ** 16))
+def test_resize_shrinks_by_area_and_keeps_masks_and_labels_exact(h, w, seed):
+    from MammoSynthLogic.preparation import resize
+
+    rng = np.random.default_rng(seed)
+    image = rng.random((2 * h, 2 * w)).astype(np.float32)
+    np.testing.assert_allclose(resize(image, (h, w)), image.reshape(h, 2, w, 2).mean(axis=(1, 3)), atol=1e-6)
+    assert resize(image, (h, w)).dtype == np.float32 and resize(image, (4 * h, 4 * w)).shape == (4 * h, 4 * w)
+    flat = np.full((h, w), 0.3, np.float32)
+    np.testing.assert_allclose(resize(flat, (3 * h, 2 * w)), 0.3, atol=1e-6)  # bilinear up keeps a constant
+    mask = rng.random((h, w)) > 0.5
+    up = resize(mask, (2 * h, 2 * w))
+    assert up.dtype == bool and np.array_equal(up[::2, ::2], mask) and np.array_equal(resize(up, (h, w)), mask)
+    labels = rng.integers(0, 5, (h, w)).astype(np.uint8)
+    up = resize(labels, (3 * h, 3 * w))
+    assert up.dtype == np.uint8 and np.array_equal(up[1::3, 1::3], labels)
+    assert resize(image, image.shape) is image
+
+
+@FEW
+@given(seed=st.integers(0, 2 ** 16))
+def test_histogram_match_leaves_its_inputs_and_the_outside_alone(seed):
+    from MammoSynthLogic.preparation import histogram_match
+
+    rng = np.random.default_rng(seed)
+    image, reference = rng.random((2, 24, 24)).astype(np.float32)
+    reference = reference * 0.5 + 0.25
+    mask = rng.random((24, 24)) > 0.4
+    before = image.copy()
+    out = histogram_match(image, reference, mask)
+    np.testing.assert_array_equal(image, before)
+    assert out.dtype == np.float32 and np.array_equal(out[~mask], image[~mask])
+    np.testing.assert_allclose(np.sort(out[mask]), np.sort(reference[mask]), atol=1e-5)  # same sizes: same values
+
+
+def test_transform_json_says_what_it_does():
+    t = PrepareTransform(source_shape=(300, 200), flipped=True, size=512)
+    assert json.loads(t.to_json()) == {"source_shape": [300, 200], "flipped": True, "size": 512,
+                                                      "padding": "bottom/right with zeros",
+                                                      "flip": "horizontal, before padding"}
