@@ -115,7 +115,14 @@ COVERAGE: dict[str, str] = {
     "inpaint --out": "test_inpaint.py::test_sd_inpainting_keeps_source_pixels_outside_the_blend_zone",
     **{f"inpaint {o}": f"{OPTIONS}test_sd_options_reach_the_pipeline"
        for o in ("--model", "--prompt", "--negative-prompt", "--guidance", "--steps", "--sampler", "--seed",
-                 "--margin")},
+                 "--context")},
+    "inpaint --lesion": "test_inpaint_lesion.py::test_mass_at_a_random_place_in_the_breast_with_its_exact_seg",
+    "inpaint --size-mm": "test_inpaint_lesion.py::test_mass_at_a_random_place_in_the_breast_with_its_exact_seg",
+    **{f"inpaint {o}": "test_inpaint_lesion.py::test_margin_shape_and_calcification_options_reach_the_drawing"
+       for o in ("--shape", "--margin", "--count", "--spread-mm")},
+    "inpaint --strength": "test_inpaint_lesion.py::test_strength_is_recorded_and_changes_the_result",
+    "inpaint --spacing-mm": "test_inpaint_lesion.py::test_no_spacing_is_a_one_line_error_naming_the_file",
+    "inpaint --form": "GAP: no test draws a calcification cluster of another form",
     "inpaint --jumps": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
     "inpaint --lesion-contrast": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
     "evaluate generation --real": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
@@ -463,7 +470,7 @@ def test_dualview_view_names_the_known_channel(monkeypatch, tmp_path):
 
 def test_sd_options_reach_the_pipeline(models, inputs, tmp_path, monkeypatch):
     """Prompt, negative prompt, guidance, steps, sampler and seed are what the diffusers pipeline is called with;
-    --margin sets the crop."""
+    --context sets the crop."""
     import MammoSynthLogic.pipelines.text2mammo as t2m
 
     seen = []
@@ -487,7 +494,7 @@ def test_sd_options_reach_the_pipeline(models, inputs, tmp_path, monkeypatch):
     assert main(["text2mammo", "--model", str(models["text"]), "--size", "64", "--out", str(tmp_path / "t.dcm"),
                  *sd]) == 0
     assert main(["inpaint", str(inputs["src"]), "--mask", str(inputs["mask"]), "--method", "sd", "--model",
-                 str(models["inpaint"]), "--margin", "2.0", "--out", str(tmp_path / "i.dcm"), *sd]) == 0
+                 str(models["inpaint"]), "--context", "2.0", "--out", str(tmp_path / "i.dcm"), *sd]) == 0
     for settings, seed, scheduler in seen:
         assert (settings.prompt, settings.negative_prompt, settings.guidance, settings.steps, settings.sampler,
                 seed) == ("a test prompt", "blurry", 7.5, 3, "ddim", 21)
