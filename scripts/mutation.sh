@@ -17,8 +17,8 @@ jobs=${MUTATION_JOBS:-1}
 S=Testing/test_sampling.py
 declare -A TESTS=(
   [tiling]="Testing/test_properties.py $S::test_grid_covers_every_pixel_with_at_least_the_overlap
-            $S::test_wave_tiles_overlap_only_where_earlier_waves_finished $S::test_blend_weights_are_smooth_positive_and_symmetric
-            $S::test_seam_mse_sees_a_step_at_a_tile_border"
+            $S::test_wave_tiles_overlap_only_where_earlier_waves_finished
+            $S::test_blend_weights_are_smooth_positive_and_symmetric $S::test_seam_mse_sees_a_step_at_a_tile_border"
   [masks]="Testing/test_inpaint.py"
   [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py"
   [preparation]="Testing/test_preparation.py Testing/test_properties.py"
@@ -29,7 +29,10 @@ declare -A TESTS=(
 )
 DEFAULT=(tiling masks breast_mask preparation reader_study/scoring)
 
-"$python" -c "import mutmut" 2>/dev/null || { echo "error: mutmut: not installed; pip install -e \".[mutation]\"" >&2; exit 2; }
+if ! "$python" -c "import mutmut" 2>/dev/null; then
+  echo "error: mutmut: not installed; pip install -e \".[mutation]\"" >&2
+  exit 2
+fi
 scratch=${MUTATION_DIR:-${TMPDIR:-/tmp}/mammosynth-mutation}
 
 printf '%-22s %7s %7s %8s %8s %7s %8s\n' module mutants killed survived no-tests other killed%
@@ -66,7 +69,8 @@ EOF
   count() { grep -c ": $1\$" "$work/results.txt" || true; }
   total=$(grep -c ': ' "$work/results.txt" || true)
   killed=$(count killed) survived=$(count survived) untested=$(count "no tests")
+  percent=$(awk -v k="$killed" -v t="$total" 'BEGIN { print t ? 100 * k / t : 0 }')
   printf '%-22s %7d %7d %8d %8d %7d %7.1f%%\n' "$module" "$total" "$killed" "$survived" "$untested" \
-    $((total - killed - survived - untested)) "$(awk -v k="$killed" -v t="$total" 'BEGIN { print t ? 100 * k / t : 0 }')"
+    $((total - killed - survived - untested)) "$percent"
 done
 echo "survivors and untested mutants: $scratch/*/results.txt; inspect one with: cd $scratch/MODULE && mutmut show NAME"
