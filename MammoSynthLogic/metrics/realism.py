@@ -204,7 +204,9 @@ def measure_image(path: Path, options: RealismOptions, key: int) -> ImageRealism
     from MammoSynthLogic.metrics.images import read_pixels
     from MammoSynthLogic.preparation import prepare, resize
 
-    prepared = prepare(read_pixels(path))
+    # Padded to a square of its own longest side only: the usual multiple of 256 would shrink a 64² dual-view image
+    # into a corner of a 256² square.
+    prepared = prepare(read_pixels(path), multiple=1)
     shape = (options.size, options.size)
     square = resize(prepared.pixels, shape)
     region, mask = resize(prepared.region, shape) > 0.5, resize(prepared.mask, shape) > 0.5
@@ -375,7 +377,8 @@ def plot_report(real: Sequence[ImageRealism], synthetic: Sequence[ImageRealism],
     for edge in BAND:
         ax1.axvline(edge, color="grey", linestyle=":", linewidth=1)
     ax1.set(xlabel="frequency (cycles/pixel)", ylabel="power", title="radial power spectrum in the breast")
-    ax1.legend()
+    if ax1.get_lines():
+        ax1.legend()
     ax2.set(xticks=[0, 1], xticklabels=["real", "synthetic"], ylabel="β", title="β per image", xlim=(-0.5, 1.5))
     fig.tight_layout()
     with atomic_path(path) as tmp:
