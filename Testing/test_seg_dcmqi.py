@@ -2,26 +2,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pydicom
-import pytest
 
 from dicom_factory import dciodvfy_errors, mammogram_dataset, save, synthetic_breast
+from dicom_factory import segimage2itkimage
 from tiny_bundles import make_tiny_mambo_set
 from MammoSynthLogic.dicom_io import read_mammogram, write_segmentation
-
-
-def _segimage2itkimage() -> str:
-    beside_python = Path(sys.executable).parent / "segimage2itkimage"
-    exe = str(beside_python) if beside_python.exists() else shutil.which("segimage2itkimage")
-    if exe is None:
-        pytest.fail("segimage2itkimage not found: pip install dcmqi (scripts/setup.sh does)")
-    return exe
 
 
 def read_with_dcmqi(seg: Path, out: Path) -> tuple[np.ndarray, dict, dict]:
@@ -29,7 +20,7 @@ def read_with_dcmqi(seg: Path, out: Path) -> tuple[np.ndarray, dict, dict]:
     import nrrd
 
     out.mkdir()
-    proc = subprocess.run([_segimage2itkimage(), "--inputDICOM", str(seg), "--outputDirectory", str(out),
+    proc = subprocess.run([segimage2itkimage(), "--inputDICOM", str(seg), "--outputDirectory", str(out),
                            "--outputType", "nrrd"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     volumes = sorted(out.glob("*.nrrd"))

@@ -130,6 +130,7 @@ def _repaint_route(args, image, mask, seed: int, side: str, device: str, reporte
     steps = args.steps or 50
     contrast = 0.15 if args.lesion_contrast is None else args.lesion_contrast
     synthetic = inpaint_repaint(image.pixels, mask, bundles, seed=seed, steps=steps, jumps=args.jumps,
+                                jump_length=min(10, steps),
                                 reporter=reporter, side=side, lesion=0.0 if start is not None else contrast,
                                 start=start, strength=args.strength if start is not None else 1.0)
     return synthetic, {"steps": steps, "jumps": args.jumps, "models": [b.describe() for b in bundles],
