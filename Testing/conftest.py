@@ -3,6 +3,7 @@ engine writes during a test is checked with dciodvfy (and DICOM SEG files with d
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # One intra-op thread per test process: with pytest-xdist or any other load on the 2 cores, torch's spinning
 # OpenMP threads slow small U-Nets down fifty-fold (measured: 0.53 s vs 0.011 s per 32² forward).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Hypothesis keeps its example database, constants and failure patches in ./.hypothesis by default: the suite must
+# not write into the working tree.
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="mammosynth-hypothesis-"))
 
 ENGINE_MANUFACTURER = "SlicerMammoSynth"  # dicom_io.MANUFACTURER: synthetic images, derived images, SEG
 BLINDED_IMPLEMENTATION = "MAMMOSYNTH_RS"  # reader-study files carry no manufacturer, only this meta name

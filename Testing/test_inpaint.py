@@ -249,7 +249,9 @@ def test_cancel_writes_nothing(sd_dir, source, tmp_path):
 def test_auto_route_picks_repaint_for_mambo_models(mambo_dir, tmp_path, monkeypatch):
     calls = []
 
-    def inpaint_repaint(pixels, mask, bundles, *, seed, steps=50, jumps=1, reporter=None, side=None, lesion=0.0):
+    def inpaint_repaint(pixels, mask, bundles, *, seed, steps=50, jumps=1, jump_length=10, reporter=None, side=None,
+                        lesion=0.0, start=None, strength=1.0):
+        assert start is None and strength == 1.0, "a painted mask alone starts from noise"
         calls.append((pixels.shape, mask.sum(), [b.role for b in bundles], seed, steps, jumps, side, lesion))
         return np.where(mask, np.float32(1.0), pixels)
 
