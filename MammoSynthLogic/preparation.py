@@ -69,8 +69,9 @@ class PreparedImage:
         return self.source.to_stored(self.transform.to_source(array01))
 
 
-def resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Area-averaged downsizing or bilinear upsizing for float images; nearest for masks and labels (2D)."""
+def resize(array: np.ndarray, shape: tuple[int, int], smooth_enlarge: bool = False) -> np.ndarray:
+    """Area-averaged downsizing or bilinear upsizing (bicubic with `smooth_enlarge`) for float images; nearest for
+    masks and labels (2D)."""
     from PIL import Image
 
     if array.shape[:2] == tuple(shape):
@@ -81,7 +82,8 @@ def resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     if np.issubdtype(array.dtype, np.integer):
         return np.asarray(Image.fromarray(array.astype(np.int32)).resize(size, Image.NEAREST)).astype(array.dtype)
     shrinking = shape[0] < array.shape[0]
-    resized = Image.fromarray(np.asarray(array, dtype=np.float32)).resize(size, Image.BOX if shrinking else Image.BILINEAR)
+    enlarge = Image.BICUBIC if smooth_enlarge else Image.BILINEAR
+    resized = Image.fromarray(np.asarray(array, dtype=np.float32)).resize(size, Image.BOX if shrinking else enlarge)
     return np.asarray(resized).astype(array.dtype)
 
 

@@ -127,13 +127,9 @@ def size_policy(allow_upscale: bool) -> dict[str, object]:
 
 def resample(pixels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Area averaging when shrinking (no aliasing), bicubic when enlarging (no blocks); float32."""
-    from PIL import Image
+    from MammoSynthLogic.preparation import resize
 
-    if tuple(shape) == pixels.shape:
-        return pixels.astype(np.float32, copy=False)
-    method = Image.Resampling.BOX if shape[0] < pixels.shape[0] else Image.Resampling.BICUBIC
-    image = Image.fromarray(np.ascontiguousarray(pixels, dtype=np.float32))
-    return np.asarray(image.resize((shape[1], shape[0]), method), dtype=np.float32)
+    return resize(np.ascontiguousarray(pixels, dtype=np.float32), shape, smooth_enlarge=True)
 
 
 def _window(pixels: np.ndarray, crop: Crop, fill: float | bool) -> np.ndarray:
