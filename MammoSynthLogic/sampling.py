@@ -9,6 +9,7 @@ on which other tiles share its batch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import math
@@ -37,11 +38,14 @@ def generators(seed: int, keys: Sequence) -> list[torch.Generator]:
 
 def randn(shape: Sequence[int], gens: list[torch.Generator], device="cpu") -> torch.Tensor:
     """Standard normal noise of `shape` (batch first), element b drawn from `gens[b]` on the CPU."""
+    if len(gens) == 1:
+        return torch.randn(tuple(shape), generator=gens[0]).to(device)
     return torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in gens]).to(device)
 
 
-def make_scheduler(kind: str, config: dict):
-    """A diffusers scheduler of `kind` built from a bundle's training schedule, pitfalls handled."""
+def make_scheduler(kind: str, config: dict, in_place: bool = False):
+    """A diffusers scheduler of `kind` built from a bundle's training schedule, pitfalls handled. With `in_place`,
+    `step` writes its result into the sample it is given (for canvases: `canvas_scheduler`)."""
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     base = {k: v for k, v in config.items() if not k.startswith("_")}
@@ -52,7 +56,8 @@ def make_scheduler(kind: str, config: dict):
     if kind in ("dpm++", "sde-dpm++"):
         # The SDE variant adds fresh noise each step: small models' errors at high t are washed out instead of
         # carried to the end (the ODE variant leaves grey noise backgrounds on some seeds of the embedded models).
-        scheduler = DPMSolverMultistepScheduler.from_config(
+        cls = in_place_dpm_solver() if in_place and kind == "dpm++" else DPMSolverMultistepScheduler
+        scheduler = cls.from_config(
             base, algorithm_type="dpmsolver++" if kind == "dpm++" else "sde-dpmsolver++", solver_order=2,
             thresholding=True, sample_max_value=1.0, timestep_spacing="trailing", lower_order_final=True,
             final_sigmas_type="zero")
@@ -61,6 +66,70 @@ def make_scheduler(kind: str, config: dict):
                                                            scheduler.config.sample_max_value)
         return scheduler
     raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
+
+
+def canvas_scheduler(kind: str, config: dict, height: int, width: int):
+    """A scheduler of `kind` that steps a (1, 1, height, width) canvas in place without canvas-sized temporaries:
+    DPM-Solver++ by its in-place update, the others band by band (`BandedScheduler`)."""
+    if kind == "dpm++":
+        return make_scheduler(kind, config, in_place=True)
+    return BandedScheduler(lambda: make_scheduler(kind, config), height, width)
+
+
+@functools.cache
+def in_place_dpm_solver():
+    """DPM-Solver++ (multistep, ODE, ε-prediction) that updates the sample in place: a step is six passes over the
+    canvas into two buffers kept from step to step, instead of about ten canvas-sized temporaries.
+
+    The update is linear in the sample and the data predictions; its coefficients are read from diffusers' own
+    update functions applied to unit scalars, so the orders, the final step and the solver type stay diffusers'.
+    Anything else (SDE noise, other prediction types) takes diffusers' path."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    class InPlaceDPMSolver(DPMSolverMultistepScheduler):
+        buffers: tuple[torch.Tensor, ...] = ()  # two x0 predictions: this step's and the one before
+
+        def convert_model_output(self, model_output, *args, sample=None, **kwargs):
+            if args or kwargs or self.config.prediction_type != "epsilon" or \
+                    self.config.variance_type in ("learned", "learned_range"):
+                return super().convert_model_output(model_output, *args, sample=sample, **kwargs)
+            alpha_t, sigma_t = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
+            free = [b for b in self.buffers if b.shape == sample.shape and b is not self.model_outputs[-1]]
+            if not free:
+                free = [torch.empty_like(sample)]
+                self.buffers = tuple(b for b in self.buffers if b.shape == sample.shape) + tuple(free)
+            out = free[0]
+            torch.mul(sample, 1 / float(alpha_t), out=out).add_(model_output, alpha=-float(sigma_t / alpha_t))
+            if self.config.sample_max_value <= 1:
+                return out.clamp_(-self.config.sample_max_value, self.config.sample_max_value)
+            return out.copy_(self._threshold_sample(out))
+
+        def dpm_solver_first_order_update(self, model_output, *args, sample=None, noise=None, **kwargs):
+            if args or kwargs or noise is not None:
+                return super().dpm_solver_first_order_update(model_output, *args, sample=sample, noise=noise,
+                                                             **kwargs)
+            a, b = (float(super(InPlaceDPMSolver, self).dpm_solver_first_order_update(m, sample=x))
+                    for x, m in unit_pairs(2))
+            return sample.mul_(a).add_(model_output, alpha=b)
+
+        def multistep_dpm_solver_second_order_update(self, model_output_list, *args, sample=None, noise=None,
+                                                     **kwargs):
+            if args or kwargs or noise is not None:
+                return super().multistep_dpm_solver_second_order_update(model_output_list, *args, sample=sample,
+                                                                        noise=noise, **kwargs)
+            a, b, c = (float(super(InPlaceDPMSolver, self).multistep_dpm_solver_second_order_update([m1, m0],
+                                                                                                  sample=x))
+                       for x, m0, m1 in unit_pairs(3))
+            m1, m0 = model_output_list[-2:]
+            return sample.mul_(a).add_(m0, alpha=b).add_(m1, alpha=c)
+
+    return InPlaceDPMSolver
+
+
+def unit_pairs(n: int) -> list[tuple[torch.Tensor, ...]]:
+    """The n unit vectors of R^n as tuples of float64 scalars (to read the coefficients of a linear update)."""
+    eye = torch.eye(n, dtype=torch.float64)
+    return [tuple(row) for row in eye]
 
 
 def threshold(x0: torch.Tensor, ratio: float, max_value: float, subsample: int = 1 << 16) -> torch.Tensor:
@@ -113,8 +182,8 @@ class StepOutput:
 
 def add_noise(scheduler, x0: torch.Tensor, noise: torch.Tensor, t) -> torch.Tensor:
     """Forward-noise clean pixels to timestep t: sqrt(ᾱ_t)·x0 + sqrt(1-ᾱ_t)·ε (valid for every scheduler)."""
-    acp = scheduler.alphas_cumprod[int(t)].to(x0.device, torch.float32)
-    return acp.sqrt() * x0 + (1 - acp).sqrt() * noise
+    acp = scheduler.alphas_cumprod[int(t)].float()  # a host tensor: reading it never waits for the device
+    return torch.mul(noise, float((1 - acp).sqrt())).add_(x0, alpha=float(acp.sqrt()))
 
 
 @dataclasses.dataclass

@@ -1,5 +1,5 @@
 """Tile grids over a square or rectangular canvas: positions, wavefronts, background skip, blending weights, and
-`TileIndex`, which moves a batch of tiles to and from a device canvas with a few index operations per tile row."""
+`TileIndex`, which moves a batch of tiles to and from a device canvas with a few strided copies per tile row."""
 from __future__ import annotations
 
 import dataclasses
@@ -84,9 +84,10 @@ def blend_weights(tiles: list[Tile], shape: tuple[int, int], overlap: int) -> tu
 class TileIndex:
     """Canvas ↔ (N, s, s) batch for tiles of one grid (any subset, in row order), on the canvas's device.
 
-    Per tile row, `gather` is one `index_select` of the row's columns; `scatter_add` adds the batch back with one
-    `index_add_` per class of non-overlapping tiles in the row, so no pixel receives two values in one call and the
-    sums come out in the same order on every run (CUDA's atomics would not).
+    The tiles are split into runs: tiles of one row whose left edges are evenly spaced. A run is one strided view of
+    the canvas (s, count, s), so `gather` is one copy per run. `scatter_add` adds a run in classes of tiles that do
+    not overlap (every m-th tile, m·spacing ≥ s): one strided in-place add per class, no index tensors, the same
+    order of sums on every run and device (no atomics), and views of the batch, not copies.
     """
 
     def __init__(self, tiles: list[Tile], device: torch.device | str = "cpu"):
@@ -94,35 +95,43 @@ class TileIndex:
             raise ValueError("tiles must be in row order")
         self.size = s = tiles[0].size
         self.count = len(tiles)
-        self.rows: list[tuple[int, int, int, torch.Tensor, list[torch.Tensor]]] = []  # y, b0, b1, columns, per class
-        b0 = 0
-        while b0 < len(tiles):
-            b1 = b0
-            while b1 < len(tiles) and tiles[b1].y == tiles[b0].y:
-                b1 += 1
-            xs = [t.x for t in tiles[b0:b1]]
-            m = next(m for m in range(1, len(xs) + 1) if all(b - a >= s for a, b in zip(xs, xs[m:])))
-            cols = [torch.arange(x, x + s, device=device) for x in xs]
-            self.rows.append((tiles[b0].y, b0, b1, torch.cat(cols), [torch.cat(cols[c::m]) for c in range(m)]))
-            b0 = b1
+        self.runs: list[tuple[int, int, int, int, int]] = []  # y, x of the first tile, spacing, first index, count
+        for i, t in enumerate(tiles):
+            if self.runs:
+                y, x, step, b0, n = self.runs[-1]
+                if y == t.y and (n == 1 or t.x - x == step * n):
+                    self.runs[-1] = (y, x, t.x - x if n == 1 else step, b0, n + 1)
+                    continue
+            self.runs.append((t.y, t.x, s, i, 1))
+
+    def _view(self, canvas: torch.Tensor, y: int, x: int, step: int, n: int) -> torch.Tensor:
+        """The (s, n, s) strided view of n tiles at (y, x + j·step) of a 2-D canvas."""
+        s, (rs, cs) = self.size, canvas.stride()
+        return canvas.as_strided((s, n, s), (rs, step * cs, cs), canvas.storage_offset() + y * rs + x * cs)
 
     def gather(self, canvas: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The tiles' pixels of a 2-D canvas as an (N, s, s) batch (written into `out` if given)."""
         s = self.size
         if out is None:
             out = torch.empty((self.count, s, s), dtype=canvas.dtype, device=canvas.device)
-        for y, b0, b1, cols, _ in self.rows:
-            out[b0:b1] = canvas[y:y + s].index_select(1, cols).view(s, b1 - b0, s).transpose(0, 1)
+        for y, x, step, b0, n in self.runs:
+            out[b0:b0 + n].copy_(self._view(canvas, y, x, step, n).transpose(0, 1))
         return out
 
-    def scatter_add(self, canvas: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        """Add each tile of an (N, s, s) batch onto the 2-D canvas at its place (in place; returned for chaining)."""
+    def scatter_add(self, canvas: torch.Tensor, batch: torch.Tensor,
+                    window: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Add each tile of an (N, s, s) batch (times the (s, s) `window`, if given) onto the 2-D canvas at its place
+        (in place; returned for chaining)."""
         s = self.size
-        for y, b0, b1, _, classes in self.rows:
-            strip = canvas[y:y + s]
-            for c, cols in enumerate(classes):
-                part = batch[b0 + c:b1:len(classes)]
-                strip.index_add_(1, cols, part.transpose(0, 1).reshape(s, -1))
+        for y, x, step, b0, n in self.runs:
+            m = -(-s // step)  # tiles c, c + m, c + 2m, … of a run do not overlap
+            for c in range(min(m, n)):
+                view = self._view(canvas, y, x + c * step, m * step, len(range(c, n, m)))
+                part = batch[b0 + c:b0 + n:m].transpose(0, 1)
+                if window is None:
+                    view.add_(part)
+                else:
+                    view.addcmul_(part, window[:, None])
         return canvas
 
     def weight_sum(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

@@ -80,7 +80,8 @@ def test_size_not_divisible_by_stride_has_no_missing_rows(pipe, mode):
     size = 101  # stride 24 with s = 32, overlap 8: positions 0, 24, 48, 69
     assert (size - S) % (S - 8)
     settings = quick(tiling=mode, skip_background=False)
-    canvas = pipe.run_stage("full", pipe.patch, size, lambda tiles, up: torch.zeros((len(tiles), 2, S, S)),
+    zero_contexts = lambda tiles, up, out=None: torch.zeros((len(tiles), 2, S, S)) if out is None else out.zero_()
+    canvas = pipe.run_stage("full", pipe.patch, size, zero_contexts,
                             np.ones((size, size), bool), 0, settings, mambo.Counter(), {}, Reporter(),
                             coarse=torch.zeros((34, 34))).numpy()
     assert canvas.shape == (size, size)
@@ -199,8 +200,8 @@ def test_aligned_bundles_see_the_coarser_stage_under_each_tile(tmp_path, monkeyp
     seen = []
     original = mambo.tile_contexts
 
-    def spy(role, tiles, side, g, mid=None, up=None):
-        out = original(role, tiles, side, g, mid, up)
+    def spy(role, tiles, side, g, mid=None, up=None, out=None):
+        out = original(role, tiles, side, g, mid, up, out)
         seen.extend((role, tile, side, g.numpy(), None if mid is None else mid.numpy(), ctx.numpy())
                     for tile, ctx in zip(tiles, out))
         return out

@@ -162,6 +162,11 @@ def test_tile_index_gathers_and_scatters_like_slicing(rows, cols, overlap, keep)
     for t, b in zip(tiles, batch):
         expected[t.slices] += b
     torch.testing.assert_close(index.scatter_add(torch.zeros(rows, cols), batch), expected, rtol=0, atol=1e-5)
+    window = torch.rand(32, 32)
+    expected = torch.zeros(rows, cols)
+    for t, b in zip(tiles, batch):
+        expected[t.slices] += b * window
+    torch.testing.assert_close(index.scatter_add(torch.zeros(rows, cols), batch, window), expected, rtol=0, atol=1e-5)
     again = index.scatter_add(torch.zeros(rows, cols), batch)
     assert torch.equal(again, index.scatter_add(torch.zeros(rows, cols), batch)), "same order every run"
     with pytest.raises(ValueError, match="row order"):
@@ -208,3 +213,31 @@ def test_banded_scheduler_equals_one_canvas_step(kind, eta):
     banded = sampling.BandedScheduler(lambda: sampling.make_scheduler(kind, CONFIG), 40, 24, max_elements=24 * 7)
     assert len(banded.bands) == 6
     torch.testing.assert_close(run(banded), run(sampling.make_scheduler(kind, CONFIG)), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps,strength", [(6, 1.0), (20, 1.0), (20, 0.6)])
+def test_in_place_dpm_solver_equals_diffusers_step(steps, strength):
+    """The canvas's DPM-Solver++ (in place, coefficients read from diffusers' update) follows diffusers' own steps:
+    first and second order, the zero final sigma, entry below strength·T, and the clip where x0 leaves [-1, 1]
+    (a target beyond ±1 and a slightly wrong denoiser make each of them matter). Coefficients in float64 against
+    float32 arithmetic: 1e-5 of a [-1, 1] range."""
+    acp = sampling.make_scheduler("dpm++", CONFIG).alphas_cumprod
+    target = torch.rand(1, 1, 40, 24) * 2.4 - 1.2
+
+    def oracle(x, t):
+        a = acp[int(t)]
+        return (x - a.sqrt() * target) / (1 - a).sqrt() * 0.9
+
+    def run(scheduler):
+        gens = sampling.generators(3, [0])
+        return sampling.sample(oracle, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, steps,
+                               start=torch.zeros(1, 1, 40, 24), strength=strength)
+
+    in_place = sampling.canvas_scheduler("dpm++", CONFIG, 40, 24)
+    ours, theirs = run(in_place), run(sampling.make_scheduler("dpm++", CONFIG))
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    assert (theirs - target.clamp(-1, 1)).abs().mean() < 0.1 and theirs.abs().max() <= 1.0 < target.abs().max()
+    x, eps = torch.rand(1, 1, 40, 24), torch.rand(1, 1, 40, 24)
+    in_place.set_timesteps(steps)
+    assert in_place.step(eps, in_place.timesteps[0], x).prev_sample is x, "the canvas is stepped in place"
+    assert isinstance(sampling.canvas_scheduler("ddim", CONFIG, 40, 24), sampling.BandedScheduler)

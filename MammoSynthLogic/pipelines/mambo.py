@@ -25,7 +25,7 @@ from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import compiled, default_chunk
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.progress import Reporter
-from MammoSynthLogic.sampling import (BandedScheduler, Counter, entry_index, forward, generators, make_scheduler,
+from MammoSynthLogic.sampling import (Counter, canvas_scheduler, entry_index, forward, generators, make_scheduler,
                                       randn, sample, unet_predictor)
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
@@ -77,12 +77,13 @@ class MamboResult:
 
 
 def crops(image: torch.Tensor, tops: Sequence[int], lefts: Sequence[int], size: int,
-          fill: float = BACKGROUND) -> torch.Tensor:
-    """(N, size, size) crops of a 2-D tensor with top-left corners (tops[i], lefts[i]); outside the image is `fill`."""
+          fill: float = BACKGROUND, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(N, size, size) crops of a 2-D tensor with top-left corners (tops[i], lefts[i]); outside the image is `fill`
+    (written into `out` if given)."""
     h, w = image.shape
     pad = max(0, -min(tops), -min(lefts), max(tops) + size - h, max(lefts) + size - w)
     padded = F.pad(image[None, None], (pad,) * 4, value=fill)[0, 0] if pad else image
-    return torch.stack([padded[y + pad:y + pad + size, x + pad:x + pad + size] for y, x in zip(tops, lefts)])
+    return torch.stack([padded[y + pad:y + pad + size, x + pad:x + pad + size] for y, x in zip(tops, lefts)], out=out)
 
 
 def upsampled(coarse: torch.Tensor, side: int) -> torch.Tensor:
@@ -147,18 +148,23 @@ def aligned_context(coarse: np.ndarray, top: float, left: float, size: int, fine
 
 
 def tile_contexts(role: str, tiles: Sequence[tiling.Tile], side: int, g: torch.Tensor,
-                  mid: Optional[torch.Tensor] = None, up: Optional[torch.Tensor] = None) -> torch.Tensor:
+                  mid: Optional[torch.Tensor] = None, up: Optional[torch.Tensor] = None,
+                  out: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The clean context channels (N, C, s, s) of tiles of a canvas of `side` px (model space, on g's device):
     MAMBO's two (local: global shifted to the tile centre, global; patch: mid-resolution crop centred on the patch,
     global), then, for bundles trained with it, the coarser stage's pixels under the tile, cropped from `up` (that
-    stage `upsampled` to the canvas). Built once per stage: they do not change while the tiles are denoised."""
+    stage `upsampled` to the canvas). Built once per stage (into `out` if given, e.g. the U-Net input's context
+    channels): they do not change while the tiles are denoised."""
     s = g.shape[0]
+    if out is None:
+        out = torch.empty((len(tiles), 2 + (up is not None), s, s), device=g.device)
     source = g if role == "mambo-local" else mid
     tops, lefts = centred_offsets(tiles, side, source.shape[0], s)
-    channels = [crops(source, tops, lefts, s), g.expand(len(tiles), s, s)]
+    crops(source, tops, lefts, s, out=out[:, 0])
+    out[:, 1] = g
     if up is not None:
-        channels.append(crops(up, [t.y for t in tiles], [t.x for t in tiles], s))
-    return torch.stack(channels, dim=1)
+        tiling.TileIndex(list(tiles)).gather(up, out=out[:, 2])
+    return out
 
 
 def context_channels(role: str, tile: tiling.Tile, side: int, g: np.ndarray, mid: Optional[np.ndarray] = None,
@@ -235,16 +241,18 @@ class MamboPipeline:
 
         # Stage 2: mid-resolution canvas; context = [global shifted to the tile centre, global].
         mid = self.run_stage("mid", self.local, mid_size,
-                             lambda tiles, up: tile_contexts("mambo-local", tiles, mid_size, g,
-                                                             up=up if self.local.aligned_context else None),
+                             lambda tiles, up, out=None: tile_contexts(
+                                 "mambo-local", tiles, mid_size, g, up=up if self.local.aligned_context else None,
+                                 out=out),
                              background_mask(g01, (mid_size,) * 2), seed, settings, counters["mid"], tiles_used,
                              reporter, coarse=g)
         mid01 = to01(mid)
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         full = self.run_stage("full", self.patch, size,
-                              lambda tiles, up: tile_contexts("mambo-patch", tiles, size, g, mid,
-                                                              up=up if self.patch.aligned_context else None),
+                              lambda tiles, up, out=None: tile_contexts(
+                                  "mambo-patch", tiles, size, g, mid, up=up if self.patch.aligned_context else None,
+                                  out=out),
                               background_mask(mid01, (size, size)), seed, settings, counters["full"], tiles_used,
                               reporter, coarse=mid)
         return MamboResult(image=to01(full), mid=mid01, global_image=g01,
@@ -269,12 +277,12 @@ class MamboPipeline:
         return x[0, 0].cpu().numpy().astype(np.float32)
 
     def run_stage(self, stage: str, bundle: Bundle, side: int,
-                  contexts: Callable[[list[tiling.Tile], torch.Tensor], torch.Tensor], mask: np.ndarray, seed: int,
+                  contexts: Callable[..., torch.Tensor], mask: np.ndarray, seed: int,
                   settings: MamboSettings, counter: Counter, tiles_used: dict, reporter: Reporter,
                   coarse: torch.Tensor) -> torch.Tensor:
         """One tiled stage on a side × side device canvas in model space; tiles outside `mask` stay background.
-        `contexts(tiles, up)` gives the tiles' context channels, `up` being `coarse` (the previous stage) upsampled to
-        the canvas; with `settings.strength` < 1 the tiles start from `up`."""
+        `contexts(tiles, up, out=None)` gives the tiles' context channels, `up` being `coarse` (the previous stage)
+        upsampled to the canvas; with `settings.strength` < 1 the tiles start from `up`."""
         dev = self.device
         all_tiles = tiling.grid(side, side, self.s, settings.overlap)
         tiles = tiling.active(all_tiles, mask) if settings.skip_background else all_tiles
@@ -287,8 +295,9 @@ class MamboPipeline:
         up = upsampled(coarse, side)
         start = up if settings.strength < 1 else None
         if settings.tiling == "parallel":
-            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, contexts(tiles, up), side, seed,
-                                         settings, counter, chunk, reporter, start)
+            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, lambda out: contexts(tiles, up, out),
+                                         2 + bundle.aligned_context, side, seed, settings, counter, chunk, reporter,
+                                         start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
             done = torch.zeros((side, side), dtype=torch.bool, device=dev)
@@ -299,8 +308,8 @@ class MamboPipeline:
                                                                               len(groups) * n),
                                   start=start)
         if start is not None:  # outside the coarser stage's breast, or where it is background, this one is too
-            keep = torch.from_numpy(mask > 0.5).to(dev) & (start >= BACKGROUND + 2 * BACKGROUND_TOLERANCE)
-            canvas = canvas.masked_fill(~keep, BACKGROUND)
+            drop = torch.from_numpy(mask <= 0.5).to(dev) | (start < BACKGROUND + 2 * BACKGROUND_TOLERANCE)
+            canvas.masked_fill_(drop, BACKGROUND)
         return canvas
 
     def sample_tiles(self, stage: str, unet, scheduler_config: dict, canvas: torch.Tensor, done: torch.Tensor,
@@ -320,40 +329,40 @@ class MamboPipeline:
             canvas[t.slices] = tile_out
             done[t.slices] = True
 
-    def parallel_stage(self, stage: str, unet, scheduler_config: dict, tiles: list[tiling.Tile], ctx: torch.Tensor,
-                       side: int, seed: int, settings: MamboSettings, counter: Counter, chunk: int,
-                       reporter: Reporter, start: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side).
-        Every per-step buffer is allocated once: U-Net input (context channels filled once), tile and canvas noise;
-        each tile's window is divided by the canvas's window sum once, so a step's blend is one weighted sum."""
+    def parallel_stage(self, stage: str, unet, scheduler_config: dict, tiles: list[tiling.Tile],
+                       contexts: Callable[[torch.Tensor], torch.Tensor], context_channels: int, side: int, seed: int,
+                       settings: MamboSettings,
+                       counter: Counter, chunk: int, reporter: Reporter,
+                       start: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side),
+        in place. The U-Net input is allocated once with its context channels (`contexts(out)` fills them); each
+        chunk's predictions are added onto the noise canvas times the tiles' window as they come, and the sum is
+        divided by the canvas's window sum (precomputed inverse): a weighted mean, no per-tile weight buffer."""
         dev, s, n = self.device, self.s, len(tiles)
         index = tiling.TileIndex(tiles, dev)
+        parts = [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)]
         window = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
         inv = index.inverse(window, (side, side))
-        covered = inv > 0
-        weights = index.gather(inv).mul_(window)
-        inp = torch.empty((n, 1 + ctx.shape[1], s, s), device=dev)
-        inp[:, 1:] = ctx
-        del ctx
-        eps_tiles = torch.empty((n, s, s), device=dev)
+        inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
+        contexts(inp[:, 1:])
         eps = torch.empty((1, 1, side, side), device=dev)
 
         def predict(x: torch.Tensor, t) -> torch.Tensor:
             index.gather(x[0, 0], out=inp[:, 0])
-            for i in range(0, n, chunk):
-                out = forward(unet, inp[i:i + chunk], t, dev)[:, 0]
-                torch.mul(out, weights[i:i + chunk], out=eps_tiles[i:i + chunk])
-                counter.forwards += min(chunk, n - i)
+            eps.zero_()
+            for i, part in parts:
+                part.scatter_add(eps[0, 0], forward(unet, inp[i:i + chunk], t, dev)[:, 0], window)
+                counter.forwards += part.count
                 counter.batches += 1
             # the samplers used here read the returned noise within step() and keep only what they derive from it
-            return index.scatter_add(eps[0, 0].zero_(), eps_tiles)[None, None]
+            return eps.mul_(inv)
 
         gens = generators(seed, [(stage, "canvas")])
-        scheduler = BandedScheduler(lambda: make_scheduler(settings.sampler, scheduler_config), side, side)
+        scheduler = canvas_scheduler(settings.sampler, scheduler_config, side, side)
         x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
                    on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
                    start=None if start is None else start[None, None], strength=settings.strength)
-        return torch.where(covered, x[0, 0], BACKGROUND)
+        return x[0, 0].masked_fill_(inv == 0, BACKGROUND)
 
 
 def sequential_batches(counters: dict[str, Counter]) -> int:

@@ -20,9 +20,9 @@ import time
 import types
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import MammoSynthLogic  # noqa: E402,F401  before torch, as in the `mammosynth` command: huge-page canvases
+import torch  # noqa: E402
 
 # part name -> (predicate on a cProfile key (file, line, function)); a part's time is the cumulative time of its
 # outermost matching calls, so nested matches are not counted twice
