@@ -19,6 +19,16 @@ PROCESS_BYTES = 600e6  # python + torch + diffusers + highdicom imported
 CANVAS_BYTES_PER_PIXEL = 48.0  # full-size arrays alive at the peak of a MAMBO run, bytes per output pixel
 ACTIVATION_FACTOR = 12.0  # U-Net activations kept per input pixel per feature channel, summed over resolutions
 SOURCE_BYTES_PER_PIXEL = 40.0  # a real image read, cleaned and blended (stored, [0,1], weights, result, writer)
+# `anomaly` (bench_memory.py --command anomaly; embedded bundles, cpu): peak RSS 0.662 GB for a 1024² source and
+# 0.936 GB for a 4432 x 2864 film at the global level (23.5 bytes per source pixel on top of 0.637 GB), 0.708 and
+# 1.032 GB at the native level (its 1024² canvas: 44 bytes per canvas pixel, CANVAS_BYTES_PER_PIXEL); rounded up.
+ANOMALY_PROCESS_BYTES = 650e6  # python + torch + diffusers + highdicom + scipy imported
+ANOMALY_SOURCE_BYTES_PER_PIXEL = 28.0  # read, prepared (pixels, mask), heat and labels back in the source frame
+# `reader-study prepare` (no torch): peak RSS 0.095 GB for two 1024² images on a 256-row canvas, 0.253 GB with a
+# 4432 x 2864 film (13.6 bytes per source pixel), 1.238 GB on an 8192 x 6554 canvas (21 bytes per canvas pixel).
+READER_PROCESS_BYTES = 150e6
+READER_SOURCE_BYTES_PER_PIXEL = 16.0  # stored + [0, 1] copy, background mask, the crop window being cleaned
+READER_CANVAS_BYTES_PER_PIXEL = 24.0  # resampled float canvas, stored copy, grain, masks and differences
 
 
 def unet_activation_bytes(unet, side: int, batch: int) -> float:
@@ -59,6 +69,71 @@ def sd_bytes(pipeline, size: int) -> float:
 def source_bytes(rows: int, columns: int) -> float:
     """Arrays of one real image of rows × columns as a command holds them (read, cleaned, blended, written)."""
     return SOURCE_BYTES_PER_PIXEL * float(rows) * float(columns)
+
+
+def header_shape(path) -> tuple[int, int]:
+    """Rows and columns a DICOM file's header announces, read without its pixels ((0, 0) when it has none or cannot
+    be read: the reader reports that file in its own words later)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        return int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except Exception:  # not DICOM, truncated: not this guard's business
+        return 0, 0
+
+
+def largest_image(paths: Iterable) -> tuple[Optional[object], int]:
+    """The path whose header announces the most pixels, and that number (None, 0 for no paths)."""
+    best, most = None, 0
+    for path in paths:
+        rows, columns = header_shape(path)
+        if best is None or rows * columns > most:
+            best, most = path, rows * columns
+    return best, most
+
+
+def anomaly_bytes(source_pixels: float, unets: Iterable, side: int, batch: int, working: int = 0,
+                  tiles: int = 0, context_channels: int = 0) -> float:
+    """`anomaly` on one image of `source_pixels`: process, weights, the source-frame arrays, the working canvas
+    (`working`², native level), the contexts of its `tiles`, and one U-Net call on `batch` inputs of side²."""
+    unets = list(unets)
+    activations = max((unet_activation_bytes(u, side, batch) for u in unets), default=0.0)
+    return (ANOMALY_PROCESS_BYTES + model_bytes(unets) + ANOMALY_SOURCE_BYTES_PER_PIXEL * float(source_pixels)
+            + CANVAS_BYTES_PER_PIXEL * float(working) ** 2 + 4.0 * tiles * context_channels * side * side
+            + activations)
+
+
+def check_anomaly(path, source_pixels: float, pipe, level: str, draws: int, device: str) -> None:
+    """Refuse an `anomaly` run on the image at `path` (`source_pixels` large) that cannot fit in the free RAM."""
+    from MammoSynthLogic import tiling
+    from MammoSynthLogic.devices import default_chunk
+    from MammoSynthLogic.pipelines.mambo import full_size
+
+    if level == "native" and pipe.patch is not None:
+        n, s = full_size(pipe.patch), pipe.patch.image_size
+        tiles = len(tiling.grid(n, n, s, min(32, s // 4)))  # all of them: the breast may cover every tile
+        needed = anomaly_bytes(source_pixels, [pipe.global_.unet, pipe.patch.unet], s, default_chunk(device) * draws,
+                               working=n, tiles=tiles, context_channels=pipe.patch.unet.config.in_channels - 1)
+    else:
+        needed = anomaly_bytes(source_pixels, [pipe.global_.unet], pipe.s, draws, working=pipe.s)
+    check_fits(f"{path} (--level {level}, --draws {draws})", needed)
+
+
+def reader_study_bytes(source_pixels: float, canvas_pixels: float) -> float:
+    """`reader-study prepare` with the largest source of `source_pixels` on a canvas of `canvas_pixels`."""
+    return (READER_PROCESS_BYTES + READER_SOURCE_BYTES_PER_PIXEL * float(source_pixels)
+            + READER_CANVAS_BYTES_PER_PIXEL * float(canvas_pixels))
+
+
+def check_reader_study(paths: Iterable, rows: int, columns: int) -> None:
+    """Refuse a reader-study export whose largest image, or whose canvas, cannot fit in the free RAM (named by the
+    one that weighs more)."""
+    largest, most = largest_image(paths)
+    canvas = float(rows) * float(columns)
+    what = (f"--rows {rows} --columns {columns}" if READER_CANVAS_BYTES_PER_PIXEL * canvas
+            > READER_SOURCE_BYTES_PER_PIXEL * most else str(largest))
+    check_fits(what, reader_study_bytes(most, canvas))
 
 
 def available_bytes() -> float:

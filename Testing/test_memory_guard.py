@@ -1,12 +1,17 @@
 """Memory guard: sizes that cannot fit in the free RAM are refused in one line before any work."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from dicom_factory import mammogram_dataset, save, synthetic_breast
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.memory import check_fits, mambo_bytes, source_bytes
+from MammoSynthLogic.memory import (ANOMALY_SOURCE_BYTES_PER_PIXEL, READER_CANVAS_BYTES_PER_PIXEL, anomaly_bytes,
+                                    check_fits, mambo_bytes, reader_study_bytes, source_bytes)
+from tiny_bundles import make_tiny_mambo_set
 
 torch.set_num_threads(1)
 
@@ -41,3 +46,75 @@ def test_check_fits_compares_with_what_is_free():
     check_fits("--size 10", 1e9, available=2e9)
     with pytest.raises(MammoSynthError, match=r"^--size 10: needs about 3.0 GB, this machine has 2.0 GB free"):
         check_fits("--size 10", 3e9, available=2e9)
+
+
+FREE = 8e9  # what psutil says is free in the tests below: the same on every machine
+
+
+@pytest.fixture
+def eight_gb_free(monkeypatch):
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=FREE))
+
+
+def huge_header(path, rows: int = 60000, columns: int = 50000):
+    """A DICOM whose header announces rows x columns (its pixel data is small: the guard reads the header only)."""
+    return save(mammogram_dataset(synthetic_breast(), Rows=rows, Columns=columns), path)
+
+
+def refusal(capsys) -> tuple[str, float]:
+    """The one error line, and the GB it says are needed."""
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("error: ") and f"this machine has {FREE / 1e9:.1f} GB free" in err, err
+    return err, float(err.split("needs about ")[1].split(" GB")[0])
+
+
+def test_anomaly_refuses_a_huge_image_before_any_model_is_loaded(tmp_path, capsys, eight_gb_free):
+    big = huge_header(tmp_path / "big.dcm")
+    code = main(["anomaly", str(big), "--out", str(tmp_path / "a"), "--model", str(tmp_path / "absent"), "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith(f"error: {big}: needs about ")
+    assert needed >= 60000 * 50000 * ANOMALY_SOURCE_BYTES_PER_PIXEL / 1e9  # the source frame's arrays at least
+    assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize("level", ["global", "native"])
+def test_anomaly_refuses_draws_that_cannot_fit_at_both_levels(tmp_path_factory, tmp_path, capsys, eight_gb_free,
+                                                              level):
+    tiny = make_tiny_mambo_set(tmp_path_factory.mktemp("tiny"), size=32, k=3)
+    src = save(mammogram_dataset(synthetic_breast()), tmp_path / "small.dcm")
+    code = main(["anomaly", str(src), "--out", str(tmp_path / "a"), "--model", str(tiny), "--level", level,
+                 "--draws", "200000", "--steps", "1", "--device", "cpu", "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith(f"error: {src} (--level {level}, --draws 200000): needs about ")
+    assert needed > FREE / 1e9 and not (tmp_path / "a").exists()
+
+
+def test_the_anomaly_estimate_follows_draws_level_and_source():
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    one = anomaly_bytes(4000 * 3000, [unet], 32, 1, working=32)
+    assert anomaly_bytes(4000 * 3000, [unet], 32, 100, working=32) > one  # draws go through the U-Net together
+    assert anomaly_bytes(8000 * 6000, [unet], 32, 1, working=32) - one == pytest.approx(
+        ANOMALY_SOURCE_BYTES_PER_PIXEL * 36e6)
+    native = anomaly_bytes(4000 * 3000, [unet], 32, 8, working=4096, tiles=400, context_channels=2)
+    assert native - anomaly_bytes(4000 * 3000, [unet], 32, 8, working=32) > 48 * (4096 ** 2 - 32 ** 2)
+
+
+def test_reader_study_refuses_a_huge_image_or_canvas_before_reading_pixels(tmp_path, capsys, eight_gb_free):
+    small = save(mammogram_dataset(synthetic_breast()), tmp_path / "syn" / "small.dcm")
+    big = huge_header(tmp_path / "real" / "big.dcm")
+    code = main(["reader-study", "prepare", "--real", str(big), "--synthetic", str(small), "--out",
+                 str(tmp_path / "s1"), "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith(f"error: {big}: needs about ") and not (tmp_path / "s1").exists()
+    assert needed * 1e9 == pytest.approx(reader_study_bytes(60000 * 50000, 2048 * 1638), rel=0.01)
+    code = main(["reader-study", "prepare", "--real", str(small), "--synthetic", str(small), "--rows", "100000",
+                 "--out", str(tmp_path / "s2"), "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith("error: --rows 100000 --columns 80000: needs about ")
+    assert needed >= READER_CANVAS_BYTES_PER_PIXEL * 100000 * 80000 / 1e9 and not (tmp_path / "s2").exists()
+    assert reader_study_bytes(4736 * 2920, 2048 * 1638) < FREE  # the CBIS-DDSM films at the default size fit

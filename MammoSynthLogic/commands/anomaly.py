@@ -113,6 +113,7 @@ def run(args: argparse.Namespace, reporter) -> int:
     from MammoSynthLogic.dicom_io import find_dicoms
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.fileio import write_text_atomic
+    from MammoSynthLogic.memory import anomaly_bytes, check_anomaly, check_fits, largest_image
     from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline
     from MammoSynthLogic.progress import emit_result
 
@@ -124,6 +125,8 @@ def run(args: argparse.Namespace, reporter) -> int:
         print(f"error: {e}", file=sys.stderr)
     if not files:
         return 2
+    largest, pixels = largest_image(files)
+    check_fits(str(largest), anomaly_bytes(pixels, [], 0, 0))  # a lower bound, before any model is loaded
     device = select_device(args.device)
     pipe = AnomalyPipeline(*_bundles(args.model, args.level, device), device=device)
     measured = pipe.global_.manifest.get("anomaly", {})  # the model's own best settings, when its card measured them
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace, reporter) -> int:
         min_difference=args.min_difference if args.min_difference is not None else float(measured.get("min_difference", 0.0)),
         draws=args.draws if args.draws is not None else int(measured.get("draws", 1)),
         steps=args.steps, threshold=args.threshold, invert=args.invert, level=args.level)
+    check_anomaly(largest, pixels, pipe, settings.level, settings.draws, device)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     single = len(files) == 1 and args.paths[0].is_file()
     records = []

@@ -28,8 +28,8 @@ def register(sub, parents) -> None:
                          "in a random order under OUT/reader/, and write the answer key and a manifest with file "
                          "hashes to OUT/_key/ (or --key-out). Real and synthetic images are cleaned alike (outside "
                          "the breast set to black), cropped to the breast and fitted to one canvas, chest wall on the "
-                         "side the laterality says. The manifest and the last output line "
-                         "say how well a trivial classifier (intensity outside the breast, filled size, noise floor, "
+                         "side the laterality says, and brought to one noise floor. The manifest and the last "
+                         "output line say how well a trivial classifier (intensity outside the breast, filled size, noise floor, "
                          "chest-wall side) tells real from synthetic in the export: 0.5 is chance; each telling "
                          "feature is named with what to do. Give readers OUT/reader/ only.")
     q.add_argument("--real", nargs="+", required=True, type=Path, metavar="DIR", help="real mammograms (files or folders)")
@@ -48,6 +48,9 @@ def register(sub, parents) -> None:
                    help="common bit depth (default: the lowest of the picked images)")
     q.add_argument("--keep-background", action="store_true",
                    help="keep pixels outside the breast (default: zeroed, which removes burned-in film labels)")
+    q.add_argument("--keep-noise", action="store_true",
+                   help="keep each copy's own noise floor (default: Gaussian grain is added to the copies smoother "
+                        "than the set's grainiest, real or synthetic alike, so the noise floor does not tell)")
     q.add_argument("--key-out", type=Path, metavar="DIR", help="write the key here instead of OUT/_key/")
     q.set_defaults(func=run_prepare)
 
@@ -75,7 +78,8 @@ def run_prepare(args: argparse.Namespace, reporter) -> int:
 
     paths = prepare_study(args.real, args.synthetic, args.out, n_real=args.n_real, n_synthetic=args.n_synthetic,
                           seed=args.seed, rows=args.rows, columns=args.columns, bits=args.bits,
-                          zero_background=not args.keep_background, key_out=args.key_out,
+                          zero_background=not args.keep_background, equalise_noise=not args.keep_noise,
+                          key_out=args.key_out,
                           allow_upscale=args.allow_upscale, reporter=reporter)
     told = paths.telltales
     reporter.log(f"trivial classifier ({told['most_telling']}): AUC {told['best_auc']} for "

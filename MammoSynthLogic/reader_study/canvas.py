@@ -28,6 +28,8 @@ STRIP_CUT = 0.07  # opening radius, as a fraction of the breast's size (root of 
 CLEAN_PASSES = 4  # the canvas cleaning settles in one or two passes
 PREVIEW_SIDE = 512  # the crop is planned on a preview: the breast region is found at this size anyway
 LATERALITY_SIDE: dict[str, Side] = {"L": "left", "R": "right"}
+GRAIN_TOLERANCE = 0.01  # a copy's noise floor ends within 1 % of the set's target
+GRAIN_ROUNDS = 4  # the grain's σ is refined this many times at most (one or two suffice)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +99,18 @@ def plan_crop(preview: MammogramImage) -> Crop:
                 mirror=side != found, side=side)
 
 
+def canvas_shape(rows: Optional[int] = None, columns: Optional[int] = None) -> tuple[int, int]:
+    """The canvas' rows and columns: `rows` (default 2,048) by `columns` (default 0.8 x rows)."""
+    rows = int(rows or DEFAULT_ROWS)
+    return rows, int(columns or round(ASPECT * rows))
+
+
 def common_canvas(crops: dict[Path, Crop], bits: int, rows: Optional[int] = None, columns: Optional[int] = None,
                   allow_upscale: bool = False) -> Canvas:
     """`rows` (default 2,048) by `columns` (default 0.8 x rows); refuses an image whose breast would be enlarged
     more than `MAX_UPSCALE` times unless `allow_upscale`."""
-    rows = int(rows or DEFAULT_ROWS)
-    canvas = Canvas(rows=rows, columns=int(columns or round(ASPECT * rows)), bits=int(min(16, max(8, bits))))
+    rows, columns = canvas_shape(rows, columns)
+    canvas = Canvas(rows=rows, columns=columns, bits=int(min(16, max(8, bits))))
     scales = {path: crop.scale(canvas) for path, crop in crops.items()}
     too_large = [path for path, scale in scales.items() if scale > MAX_UPSCALE]
     if too_large and not allow_upscale:  # the most enlarged one sets the largest --rows that suits the whole mix
@@ -154,13 +162,54 @@ def fit_to_canvas(pixels: np.ndarray, crop: Crop, canvas: Canvas, zero_backgroun
     scale, shape, top, left = crop.placement(canvas)
     out = np.zeros((canvas.rows, canvas.columns), np.float32)
     out[top:top + shape[0], left:left + shape[1]] = resample(cut, shape)
-    peak = (1 << canvas.bits) - 1
-    stored = np.rint(np.clip(out, 0.0, 1.0) * peak).astype(np.uint16)
-    for _ in range(CLEAN_PASSES if zero_background else 0):
-        # again on the canvas, so the rim left around the skin line is alike in every copy; the region found on a
-        # cleaned image can lose a pixel of rim, so clean until the rule finds nothing left outside
+    stored = np.rint(np.clip(out, 0.0, 1.0) * ((1 << canvas.bits) - 1)).astype(np.uint16)
+    return clean_canvas(stored, canvas.bits) if zero_background else stored, scale
+
+
+def clean_canvas(stored: np.ndarray, bits: int) -> np.ndarray:
+    """The `outside_breast` rule once more on the canvas (in place), so the rim left around the skin line is alike in
+    every copy; the region found on a cleaned image can lose a pixel of rim, so clean until nothing is left."""
+    peak = float((1 << bits) - 1)
+    for _ in range(CLEAN_PASSES):
         left_over = outside_breast(stored.astype(np.float32) / peak) & (stored > 0)
         if not left_over.any():
             break
         stored[left_over] = 0
-    return stored, scale
+    return stored
+
+
+def copy_noise_floor(stored: np.ndarray, bits: int) -> float:
+    """The noise floor of a canvas copy (values below 2**bits) by the trivial classifier's estimator."""
+    from MammoSynthLogic.reader_study.telltales import noise_floor
+
+    image = stored.astype(np.float32) / float((1 << bits) - 1)
+    return noise_floor(image, ~outside_breast(image))
+
+
+def equalise_grain(stored: np.ndarray, bits: int, target: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """The copy with zero-mean Gaussian grain added on the breast (background stays black), just enough that its
+    noise floor (the classifier's estimator) reaches `target`; and the grain's σ in [0, 1] units (0: the copy is at
+    the target already, unchanged). Grain adds in variance, so σ² = target² − floor², refined against the measured
+    floor (the MAD estimator, clipping and quantisation do not add exactly)."""
+    from MammoSynthLogic.reader_study.telltales import noise_floor
+
+    peak = float((1 << bits) - 1)
+    image = stored.astype(np.float32) / peak
+    inside = ~outside_breast(image)
+    floor = noise_floor(image, inside)
+    if floor >= target * (1.0 - GRAIN_TOLERANCE):
+        return stored, 0.0
+    tissue = inside & (stored > 0)
+    grain = rng.standard_normal(int(tissue.sum()), dtype=np.float32)
+    wanted = target ** 2 - floor ** 2
+    variance, out, sigma = wanted, stored, 0.0
+    for _ in range(GRAIN_ROUNDS):
+        sigma = float(np.sqrt(variance))
+        out = stored.copy()
+        out[tissue] = np.rint(np.clip(image[tissue] + np.float32(sigma) * grain, 0.0, 1.0) * peak)
+        reached = noise_floor(out.astype(np.float32) / peak, inside)
+        gain = (reached ** 2 - floor ** 2) / variance  # floor² grows by gain · σ²; 1 for Gaussian on a flat image
+        if abs(reached - target) <= GRAIN_TOLERANCE * target or gain <= 0:
+            break
+        variance = wanted / gain
+    return out, sigma

@@ -4,7 +4,9 @@ Every picked image, real or synthetic, is read with `read_mammogram` (tissue bri
 the same way: background outside the breast zeroed by the one `deidentify.outside_breast` rule (this removes
 burned-in film labels and markers, which synthetic images never have), cropped to the breast and fitted to one
 canvas (`canvas`: 2,048 x 1,638 by default; never enlarged more than 2x unless allowed), quantised to one common bit
-depth, and written by the one neutral writer (`blinded.write_blinded_dicom`) as
+depth, brought to one noise floor (grain added to the copies smoother than the set's grainiest, whatever their
+class: shrinking averages a film's grain away, enlarging smooths a synthetic image's), and written by the one
+neutral writer (`blinded.write_blinded_dicom`) as
 `case-0001.dcm` … in a random order. The answer key (CSV) and a manifest (seed, sources, hashes, and how well a
 trivial classifier tells real from synthetic in the export: `telltales`) go to `_key/` beside `reader/`, or to
 `key_out`.
@@ -28,9 +30,12 @@ import numpy as np
 from MammoSynthLogic import __version__
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.fileio import write_text_atomic
+from MammoSynthLogic.memory import check_reader_study
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.reader_study.blinded import write_blinded_dicom
-from MammoSynthLogic.reader_study.canvas import PREVIEW_SIDE, common_canvas, fit_to_canvas, plan_crop, size_policy
+from MammoSynthLogic.reader_study.canvas import (PREVIEW_SIDE, canvas_shape, clean_canvas, common_canvas,
+                                                 copy_noise_floor, equalise_grain, fit_to_canvas, plan_crop,
+                                                 size_policy)
 from MammoSynthLogic.reader_study.telltales import features, telltales
 
 READER_DIR = "reader"
@@ -38,7 +43,7 @@ KEY_DIR = "_key"
 KEY_FILE = "key.csv"
 MANIFEST_FILE = "manifest.json"
 KEY_COLUMNS = ("case", "file", "truth", "source", "source_sha256", "reader_sha256", "source_rows", "source_columns",
-               "crop", "mirrored", "scale")
+               "crop", "mirrored", "scale", "noise_floor", "grain")
 READER_README = """This folder is a reader study made by mammosynth.
 
 It mixes real mammograms (de-identified) and synthetic, computer-generated mammograms in a random order.
@@ -47,6 +52,11 @@ For each case, say how sure you are that it is synthetic:
   0 definitely real, 1 probably real, 2 not sure, 3 probably synthetic, 4 definitely synthetic.
 Open the study with:  mammosynth-reader THIS_FOLDER --reader YOUR_NAME
 """
+
+
+NOISE_METHOD = ("zero-mean Gaussian grain on the breast of every copy whose noise floor (MAD of neighbouring "
+                "differences, the classifier's estimator) is below the set's highest, up to that floor; copies at it "
+                "are unchanged")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +97,8 @@ def case_name(index: int, total: int) -> str:
 def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                   n_real: Optional[int] = None, n_synthetic: Optional[int] = None, seed: Optional[int] = None,
                   rows: Optional[int] = None, columns: Optional[int] = None, bits: Optional[int] = None,
-                  zero_background: bool = True, key_out: Optional[str | os.PathLike] = None,
+                  zero_background: bool = True, equalise_noise: bool = True,
+                  key_out: Optional[str | os.PathLike] = None,
                   allow_upscale: bool = False, reporter: Optional[Reporter] = None) -> StudyPaths:
     """Write `out/reader/case-*.dcm` (blinded, shuffled) and the key + manifest (in `out/_key/` or `key_out`)."""
     from MammoSynthLogic.dicom_io import find_dicoms, read_mammogram
@@ -110,6 +121,7 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
     if not items:
         raise MammoSynthError(out, "no images picked; --n-real and --n-synthetic are both 0")
     order = rng.permutation(len(items))
+    check_reader_study([path for _, path in items], *canvas_shape(rows, columns))  # before any image is decoded
     crops, depths = {}, []
     for done, (_, path) in enumerate(items):  # every crop before any file: a refused mix writes nothing
         reporter.update("plan", done, len(items))
@@ -123,26 +135,38 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
     key_dir = Path(key_out) if key_out is not None else out / KEY_DIR
     _fresh_folder(reader_dir, "reader")
     _fresh_folder(key_dir, "key")
-    staging = out / f".{READER_DIR}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    rows_out, looks = [], []
+    staging, canvases = out / f".{READER_DIR}.partial", out / ".canvases.partial"
+    for folder in (staging, canvases):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    rows_out, looks, floors = [], [], []
     try:
-        for done, item_index in enumerate(order):
+        for done, item_index in enumerate(order):  # every copy on the canvas first: the set's noise floor
             label, path = items[item_index]
-            reporter.update("reader-study", done, len(items))
+            reporter.update("reader-study", done, 2 * len(items))
             image = read_mammogram(path)
             crop = crops[path]
             pixels, scale = fit_to_canvas(image.pixels, crop, canvas, zero_background)
-            looks.append(features(pixels, canvas.bits))
+            np.save(canvases / f"{done}.npy", pixels)  # on disk, not in memory: a study may have hundreds
+            floors.append(copy_noise_floor(pixels, canvas.bits))
             name = case_name(done + 1, len(items))
-            write_blinded_dicom(staging / name, pixels, bits=canvas.bits, case_number=done + 1, secret=secret,
-                                clean_pixels=zero_background)
             rows_out.append({"case": name[:-4], "file": name, "truth": label, "source": str(Path(path).resolve()),
-                             "source_sha256": sha256_file(path), "reader_sha256": sha256_file(staging / name),
-                             "source_rows": image.rows, "source_columns": image.columns,
+                             "source_sha256": sha256_file(path), "source_rows": image.rows,
+                             "source_columns": image.columns,
                              "crop": f"{crop.top}:{crop.bottom},{crop.left}:{crop.right}",
-                             "mirrored": int(crop.mirror), "scale": f"{scale:.6f}"})
+                             "mirrored": int(crop.mirror), "scale": f"{scale:.6f}", "noise_floor": f"{floors[-1]:.6f}"})
+        target = max(floors) if equalise_noise else None
+        for done, row in enumerate(rows_out):  # then grain up to the grainiest copy's floor, and written
+            reporter.update("reader-study", len(items) + done, 2 * len(items))
+            pixels, sigma = np.load(canvases / f"{done}.npy"), 0.0
+            if target is not None:
+                pixels, sigma = equalise_grain(pixels, canvas.bits, target, np.random.default_rng([seed, done]))
+                if zero_background and sigma > 0:  # grain must not bring back anything outside the breast
+                    pixels = clean_canvas(pixels, canvas.bits)
+            looks.append(features(pixels, canvas.bits))
+            write_blinded_dicom(staging / row["file"], pixels, bits=canvas.bits, case_number=done + 1, secret=secret,
+                                clean_pixels=zero_background)
+            row.update(reader_sha256=sha256_file(staging / row["file"]), grain=f"{sigma:.6f}")
         write_text_atomic(staging / "README.txt", READER_README)
         reader_dir.mkdir(parents=True, exist_ok=True)
         stamp = int(datetime.datetime.now().timestamp())  # one time for all: write times would tell slow reads apart
@@ -151,7 +175,8 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
             os.replace(entry, reader_dir / entry.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    reporter.update("reader-study", len(items), len(items))
+        shutil.rmtree(canvases, ignore_errors=True)
+    reporter.update("reader-study", 2 * len(items), 2 * len(items))
 
     key_path = key_dir / KEY_FILE
     buffer = io.StringIO()
@@ -167,6 +192,8 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
         "counts": {"real": len(chosen["real"]), "synthetic": len(chosen["synthetic"]), "total": len(items)},
         "canvas": dataclasses.asdict(canvas), "size_policy": size_policy(allow_upscale),
         "background_zeroed": zero_background,
+        "noise": {"equalised": equalise_noise, "target_noise_floor": None if target is None else round(target, 6),
+                  "method": NOISE_METHOD if equalise_noise else "each copy keeps its own noise floor"},
         "reader_folder": str(reader_dir.resolve()), "key_sha256": sha256_file(key_path),
         "deidentification": "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile: every reader copy is "
                             "re-written from its pixels with a fixed tag set; no source attribute is carried over; "

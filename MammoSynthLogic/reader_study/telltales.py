@@ -30,14 +30,20 @@ WHY = {  # what a telling feature means and what the coordinator can do; the exp
 }
 
 
+def noise_floor(image01: np.ndarray, inside: np.ndarray) -> float:
+    """The noise floor inside the breast: a robust σ (MAD) of neighbouring pixels' differences along rows, divided
+    by √2, i.e. the σ of white noise on a smooth image."""
+    steps = np.diff(image01, axis=1)[inside[:, 1:] & inside[:, :-1]]
+    return float(np.median(np.abs(steps - np.median(steps))) / 0.6745 / np.sqrt(2)) if steps.size else 0.0
+
+
 def features(pixels: np.ndarray, bits: int) -> dict[str, float]:
     """The trivial features of one reader copy (stored values below 2**bits)."""
     image = pixels.astype(np.float32) / float((1 << bits) - 1)
     outside = outside_breast(image)
     inside = ~outside
     filled_rows, filled_cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
-    steps = np.diff(image, axis=1)[inside[:, 1:] & inside[:, :-1]]
-    noise = float(np.median(np.abs(steps - np.median(steps))) / 0.6745 / np.sqrt(2)) if steps.size else 0.0
+    noise = noise_floor(image, inside)
     values = {"mean_outside_breast": float(image[outside].mean()) if outside.any() else 0.0,
               "std_outside_breast": float(image[outside].std()) if outside.any() else 0.0,
               "filled_height": (filled_rows[-1] - filled_rows[0] + 1) / image.shape[0] if filled_rows.size else 0.0,
