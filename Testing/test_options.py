@@ -29,6 +29,8 @@ torch.set_num_threads(1)
 HERE = Path(__file__).parent
 COMMON = ("--device", "--progress-json", "--quiet")
 OPTIONS = "test_options.py::"
+EVALUATE = "test_options_evaluate.py::"
+READER = "test_options_reader_study.py::"
 
 
 def cli_options(parser: argparse.ArgumentParser = None, prefix: tuple = ()) -> set[str]:
@@ -79,7 +81,7 @@ COVERAGE: dict[str, str] = {
         "test_batch_generate.py::test_two_torchrun_processes_write_each_seed_once_and_a_restart_resumes",
     "batch-generate --model": f"{OPTIONS}test_sampling_options_reach_the_pipeline",
     "batch-generate --format": f"{OPTIONS}test_batch_generate_format",
-    "batch-generate --rebuild-manifest": "GAP: no test rebuilds a deleted manifest.csv",
+    "batch-generate --rebuild-manifest": f"{OPTIONS}test_batch_generate_rebuild_manifest_only_rewrites_the_manifest",
     "anomaly --out": "test_anomaly.py::test_command_writes_every_output_in_the_source_grid",
     "anomaly --model": f"{OPTIONS}test_anomaly_options_change_what_the_model_is_asked_and_the_map",
     **{f"anomaly {o}": f"{OPTIONS}test_anomaly_options_change_what_the_model_is_asked_and_the_map"
@@ -122,32 +124,33 @@ COVERAGE: dict[str, str] = {
        for o in ("--shape", "--margin", "--count", "--spread-mm")},
     "inpaint --strength": "test_inpaint_lesion.py::test_strength_is_recorded_and_changes_the_result",
     "inpaint --spacing-mm": "test_inpaint_lesion.py::test_no_spacing_is_a_one_line_error_naming_the_file",
-    "inpaint --form": "GAP: no test draws a calcification cluster of another form",
+    "inpaint --form": f"{OPTIONS}test_inpaint_form_draws_pleomorphic_calcifications",
     "inpaint --jumps": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
     "inpaint --lesion-contrast": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
     "evaluate generation --real": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
     "evaluate generation --synthetic": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
     "evaluate generation --out": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
-    "evaluate generation --global-size": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
-    "evaluate generation --patch-size": "test_metrics.py::test_cli_evaluate_generation_writes_json_and_markdown",
+    **{f"evaluate generation {o}":
+       f"{EVALUATE}test_evaluate_generation_global_size_and_patch_size_are_the_sides_compared"
+       for o in ("--global-size", "--patch-size")},
     "evaluate generation --features": "test_metrics.py::test_cli_missing_features_file_exits_with_one_line_naming_it",
-    "evaluate generation --lpips-weights": "GAP: no CLI test passes LPIPS weights (tested through the library)",
-    "evaluate generation --size": "GAP: not checked through the command",
-    "evaluate generation --patches": "GAP: not checked through the command",
-    "evaluate generation --diversity-images": "GAP: not checked through the command",
-    "evaluate generation --max-pairs": "GAP: not checked through the command",
-    "evaluate generation --seed": "GAP: not checked through the command",
+    "evaluate generation --lpips-weights": f"{EVALUATE}test_evaluate_generation_lpips_weights_are_the_file_given",
+    "evaluate generation --size": f"{EVALUATE}test_evaluate_generation_size_puts_both_sets_on_one_pixel_scale",
+    **{f"evaluate generation {o}":
+       f"{EVALUATE}test_evaluate_generation_patches_diversity_images_and_max_pairs_set_the_counts"
+       for o in ("--patches", "--diversity-images", "--max-pairs")},
+    "evaluate generation --seed": f"{EVALUATE}test_evaluate_generation_seed_is_the_one_the_metrics_draw_with",
     "evaluate dualview --real": "test_dualview.py::test_pair_is_one_synthetic_study_and_valid",
     "evaluate dualview --synthetic": "test_dualview.py::test_pair_is_one_synthetic_study_and_valid",
-    "evaluate dualview --work-size": "test_dualview.py::test_pair_is_one_synthetic_study_and_valid",
+    "evaluate dualview --work-size": f"{EVALUATE}test_evaluate_dualview_work_size_is_the_frame_the_masks_are_made_in",
     "evaluate dualview --out": "test_dualview.py::test_pair_is_one_synthetic_study_and_valid",
     "evaluate realism --synthetic": "test_realism.py::test_command_writes_the_report_with_lesion_texture",
     "evaluate realism --masks": "test_realism.py::test_command_writes_the_report_with_lesion_texture",
     "evaluate realism --size": "test_realism.py::test_command_writes_the_report_with_lesion_texture",
     "evaluate realism --out": "test_realism.py::test_command_writes_the_report_with_lesion_texture",
-    "evaluate realism --k": "GAP: not checked through the command",
-    "evaluate realism --tile-size": "GAP: not checked through the command",
-    "evaluate realism --overlap": "GAP: not checked through the command",
+    "evaluate realism --k": f"{EVALUATE}test_evaluate_realism_k_places_the_local_seams",
+    "evaluate realism --tile-size": f"{EVALUATE}test_evaluate_realism_tile_size_places_the_patch_seams",
+    "evaluate realism --overlap": f"{EVALUATE}test_evaluate_realism_overlap_places_the_patch_seams",
     "reader-study prepare --real": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --synthetic": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --out": "test_reader_study.py::test_key_and_manifest_match_the_files",
@@ -156,16 +159,17 @@ COVERAGE: dict[str, str] = {
     "reader-study prepare --allow-upscale":
         "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
     "reader-study prepare --n-real": "test_reader_study.py::test_prepare_errors_are_one_line",
-    "reader-study prepare --seed": "GAP: seed and --key-out are tested through prepare_study, not the command",
-    "reader-study prepare --key-out": "GAP: seed and --key-out are tested through prepare_study, not the command",
-    "reader-study prepare --n-synthetic": "GAP: tested through prepare_study only",
-    "reader-study prepare --columns": "GAP: not checked through the command",
-    "reader-study prepare --bits": "GAP: not checked through the command",
-    "reader-study prepare --keep-background": "GAP: not checked through the command",
+    **{f"reader-study prepare {o}": f"{READER}test_prepare_seed_fixes_the_order_and_key_out_moves_the_key"
+       for o in ("--seed", "--key-out")},
+    **{f"reader-study prepare {o}": f"{READER}test_prepare_n_synthetic_columns_and_bits"
+       for o in ("--n-synthetic", "--columns", "--bits")},
+    "reader-study prepare --keep-background": f"{READER}test_prepare_keep_background_keeps_the_film_base",
+    "reader-study prepare --keep-noise":
+        "test_reader_study_grain.py::test_sets_differing_only_in_grain_are_told_apart_before_and_not_after",
     "reader-study score --key": "test_reader_study.py::test_score_command_writes_the_report",
     "reader-study score --responses": "test_reader_study.py::test_score_command_writes_the_report",
     "reader-study score --out": "test_reader_study.py::test_score_command_writes_the_report",
-    "reader-study score --synthetic-from": "GAP: the default (3) only",
+    "reader-study score --synthetic-from": f"{READER}test_score_synthetic_from_sets_what_counts_as_spotted",
     "send --to": "test_send_pacs.py::test_send_option_of_a_command_and_the_send_command",
 }
 
@@ -363,6 +367,23 @@ def test_batch_generate_format(fmt, models, tmp_path):
     assert len(list(out.glob(f"seed-*.{fmt}"))) == 1 and not list(out.glob("seed-*.dcm"))
 
 
+def test_batch_generate_rebuild_manifest_only_rewrites_the_manifest(models, tmp_path):
+    """After a run, a deleted manifest.csv comes back as it was, from the images' own provenance; --count and
+    --model given with --rebuild-manifest generate nothing."""
+    out = tmp_path / "batch"
+    run = ["batch-generate", "--model", str(models["mambo"]), "--steps", "2", "--out", str(out), "--quiet",
+           "--device", "cpu"]
+    assert main(run + ["--count", "2", "--seed-start", "4"]) == 0
+    manifest = out / "manifest.csv"
+    written = manifest.read_text()
+    images = {p.name: p.stat().st_mtime_ns for p in out.glob("seed-*.dcm")}
+    assert sorted(images) == ["seed-0000000004.dcm", "seed-0000000005.dcm"]
+    manifest.unlink()
+    assert main(run + ["--count", "3", "--rebuild-manifest"]) == 0
+    assert manifest.read_text() == written
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("seed-*")} == images  # nothing generated or rewritten
+
+
 # ------------------------------------------------------------------ anomaly
 
 
@@ -521,3 +542,25 @@ def test_repaint_route_options_reach_the_pipeline(models, inputs, tmp_path, monk
     assert (seen["jumps"], seen["lesion"], seen["steps"], seen["seed"]) == (2, 0.4, 10, 5)
     record = read_provenance(tmp_path / "r.dcm")
     assert (record["jumps"], record["lesion_contrast"]) == (2, 0.4)
+
+
+def test_inpaint_form_draws_pleomorphic_calcifications(models, tmp_path):
+    """The same cluster (seed, count, size, spread) drawn punctate and pleomorphic: punctate calcifications are
+    discs of similar size (solidity ≈ 0.96, area spread ≈ 0.2), pleomorphic ones irregular and of mixed size."""
+    import highdicom as hd
+    from skimage.measure import label, regionprops
+
+    src = save(mammogram_dataset(synthetic_breast(512, 384), ImageLaterality="R"), tmp_path / "src.dcm")
+    shapes = {}
+    for form in ("punctate", "pleomorphic"):
+        out = tmp_path / f"{form}.dcm"
+        assert main(["inpaint", str(src), "--model", str(models["mambo"]), "--lesion", "calcification", "--form", form,
+                     "--count", "10", "--size-mm", "1.6", "--spread-mm", "25", "--spacing-mm", "0.1", "--steps", "2",
+                     "--seed", "3", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+        assert read_provenance(out)["lesion"]["form"] == form
+        seg = hd.seg.segread(out.with_name(f"{form}_lesion_seg.dcm")).pixel_array.squeeze().astype(bool)
+        props = regionprops(label(seg))
+        areas = np.array([p.area for p in props], float)
+        shapes[form] = (np.median([p.solidity for p in props]), areas.std() / areas.mean())
+    assert shapes["punctate"][0] > 0.94 and shapes["pleomorphic"][0] < 0.92, shapes
+    assert shapes["pleomorphic"][1] > 2 * shapes["punctate"][1], shapes
