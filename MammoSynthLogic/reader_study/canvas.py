@@ -9,6 +9,7 @@ when it enlarges, so that neither leaves aliasing or blocks a reader could go by
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -28,8 +29,9 @@ STRIP_CUT = 0.07  # opening radius, as a fraction of the breast's size (root of 
 CLEAN_PASSES = 4  # the canvas cleaning settles in one or two passes
 PREVIEW_SIDE = 512  # the crop is planned on a preview: the breast region is found at this size anyway
 LATERALITY_SIDE: dict[str, Side] = {"L": "left", "R": "right"}
-GRAIN_TOLERANCE = 0.01  # a copy's noise floor ends within 1 % of the set's target
-GRAIN_ROUNDS = 4  # the grain's σ is refined this many times at most (one or two suffice)
+GRAIN_TOLERANCE = 0.002  # a copy's noise floors end within 0.2 % of the set's targets
+GRAIN_ROUNDS = 6  # the grain is refined this many times at most (three or four suffice)
+GRAIN_SMOOTHING = 1.0  # pixels: σ of the Gaussian that spreads the coarse grain component
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,38 +180,65 @@ def clean_canvas(stored: np.ndarray, bits: int) -> np.ndarray:
     return stored
 
 
-def copy_noise_floor(stored: np.ndarray, bits: int) -> float:
-    """The noise floor of a canvas copy (values below 2**bits) by the trivial classifier's estimator."""
-    from MammoSynthLogic.reader_study.telltales import noise_floor
+def copy_noise_floors(stored: np.ndarray, bits: int) -> np.ndarray:
+    """A canvas copy's noise floors (values below 2**bits) at full and half resolution: the classifier's estimator."""
+    from MammoSynthLogic.reader_study.telltales import noise_floors
 
     image = stored.astype(np.float32) / float((1 << bits) - 1)
-    return noise_floor(image, ~outside_breast(image))
+    return noise_floors(image, ~outside_breast(image))
 
 
-def equalise_grain(stored: np.ndarray, bits: int, target: float, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """The copy with zero-mean Gaussian grain added on the breast (background stays black), just enough that its
-    noise floor (the classifier's estimator) reaches `target`; and the grain's σ in [0, 1] units (0: the copy is at
-    the target already, unchanged). Grain adds in variance, so σ² = target² − floor², refined against the measured
-    floor (the MAD estimator, clipping and quantisation do not add exactly)."""
-    from MammoSynthLogic.reader_study.telltales import noise_floor
+def _grain_components(shape: tuple[int, int], rng: np.random.Generator) -> list[np.ndarray]:
+    """Unit-variance grain: white (fine, like a film shrunk to the canvas) and smoothed over neighbouring pixels
+    (coarse, like an image enlarged to it)."""
+    white = rng.standard_normal(shape, dtype=np.float32)
+    smooth = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), GRAIN_SMOOTHING)
+    return [white, smooth / smooth.std()]
+
+
+@functools.cache
+def grain_gains() -> np.ndarray:
+    """How much a unit variance of each grain component (columns) adds to each squared noise floor (rows), measured
+    on pure grain."""
+    from MammoSynthLogic.reader_study.telltales import noise_floors
+
+    inside = np.ones((512, 512), bool)
+    return np.stack([noise_floors(z, inside) ** 2 for z in _grain_components(inside.shape, np.random.default_rng(0))],
+                    axis=1)
+
+
+def grain_units(floors: np.ndarray) -> np.ndarray:
+    """Noise floors (..., 2) as variances of the two grain components that would give them. The set's target is
+    the largest of each over its copies: every copy can reach it by adding grain, none needs any taken away."""
+    return np.linalg.solve(grain_gains(), (np.asarray(floors, np.float64) ** 2).reshape(-1, 2).T).T.reshape(
+        np.shape(floors))
+
+
+def equalise_grain(stored: np.ndarray, bits: int, target: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The copy with zero-mean Gaussian grain added on the breast (background stays black), white and smoothed, just
+    enough that its noise floors at full and half resolution reach those of `target` (`grain_units`); and the σ of
+    each component in [0, 1] units (zeros: the copy is there already, unchanged). Variances add, so the grain is
+    the difference in grain units, refined against the measured floors (the MAD estimator on tissue, clipping and
+    quantisation do not add exactly)."""
+    from MammoSynthLogic.reader_study.telltales import noise_floors
 
     peak = float((1 << bits) - 1)
     image = stored.astype(np.float32) / peak
     inside = ~outside_breast(image)
-    floor = noise_floor(image, inside)
-    if floor >= target * (1.0 - GRAIN_TOLERANCE):
-        return stored, 0.0
+    wanted = np.sqrt(grain_gains() @ target)
+    grain = np.maximum(target - grain_units(noise_floors(image, inside)), 0.0)
+    if np.all(grain <= 2 * GRAIN_TOLERANCE * np.abs(target)):  # there already (a floor within x is 2x in variance)
+        return stored, np.zeros(2)
     tissue = inside & (stored > 0)
-    grain = rng.standard_normal(int(tissue.sum()), dtype=np.float32)
-    wanted = target ** 2 - floor ** 2
-    variance, out, sigma = wanted, stored, 0.0
+    components = [z[tissue] for z in _grain_components(stored.shape, rng)]
+    out, applied = stored, grain
     for _ in range(GRAIN_ROUNDS):
-        sigma = float(np.sqrt(variance))
-        out = stored.copy()
-        out[tissue] = np.rint(np.clip(image[tissue] + np.float32(sigma) * grain, 0.0, 1.0) * peak)
-        reached = noise_floor(out.astype(np.float32) / peak, inside)
-        gain = (reached ** 2 - floor ** 2) / variance  # floor² grows by gain · σ²; 1 for Gaussian on a flat image
-        if abs(reached - target) <= GRAIN_TOLERANCE * target or gain <= 0:
+        out, applied = stored.copy(), grain
+        added = sum(np.float32(np.sqrt(v)) * z for v, z in zip(applied, components))
+        out[tissue] = np.rint(np.clip(image[tissue] + added, 0.0, 1.0) * peak)
+        reached = noise_floors(out.astype(np.float32) / peak, inside)
+        if np.all(np.abs(reached - wanted) <= GRAIN_TOLERANCE * wanted):
             break
-        variance = wanted / gain
-    return out, sigma
+        grain = np.maximum(applied + target - grain_units(reached), 0.0)
+    return out, np.sqrt(applied)

@@ -4,9 +4,9 @@ Every picked image, real or synthetic, is read with `read_mammogram` (tissue bri
 the same way: background outside the breast zeroed by the one `deidentify.outside_breast` rule (this removes
 burned-in film labels and markers, which synthetic images never have), cropped to the breast and fitted to one
 canvas (`canvas`: 2,048 x 1,638 by default; never enlarged more than 2x unless allowed), quantised to one common bit
-depth, brought to one noise floor (grain added to the copies smoother than the set's grainiest, whatever their
-class: shrinking averages a film's grain away, enlarging smooths a synthetic image's), and written by the one
-neutral writer (`blinded.write_blinded_dicom`) as
+depth, brought to one noise floor at full and at half resolution (shrinking averages a film's grain away, enlarging
+spreads a synthetic image's over neighbouring pixels; every copy, whatever its class, gets the white and the
+smoothed grain it lacks to reach the set's largest of each), and written by the one neutral writer (`blinded.write_blinded_dicom`) as
 `case-0001.dcm` … in a random order. The answer key (CSV) and a manifest (seed, sources, hashes, and how well a
 trivial classifier tells real from synthetic in the export: `telltales`) go to `_key/` beside `reader/`, or to
 `key_out`.
@@ -34,8 +34,8 @@ from MammoSynthLogic.memory import check_reader_study
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.reader_study.blinded import write_blinded_dicom
 from MammoSynthLogic.reader_study.canvas import (PREVIEW_SIDE, canvas_shape, clean_canvas, common_canvas,
-                                                 copy_noise_floor, equalise_grain, fit_to_canvas, plan_crop,
-                                                 size_policy)
+                                                 copy_noise_floors, equalise_grain, fit_to_canvas, grain_gains,
+                                                 grain_units, plan_crop, size_policy)
 from MammoSynthLogic.reader_study.telltales import features, telltales
 
 READER_DIR = "reader"
@@ -43,7 +43,7 @@ KEY_DIR = "_key"
 KEY_FILE = "key.csv"
 MANIFEST_FILE = "manifest.json"
 KEY_COLUMNS = ("case", "file", "truth", "source", "source_sha256", "reader_sha256", "source_rows", "source_columns",
-               "crop", "mirrored", "scale", "noise_floor", "grain")
+               "crop", "mirrored", "scale", "noise_floor", "noise_floor_half", "grain_white", "grain_smooth")
 READER_README = """This folder is a reader study made by mammosynth.
 
 It mixes real mammograms (de-identified) and synthetic, computer-generated mammograms in a random order.
@@ -54,9 +54,9 @@ Open the study with:  mammosynth-reader THIS_FOLDER --reader YOUR_NAME
 """
 
 
-NOISE_METHOD = ("zero-mean Gaussian grain on the breast of every copy whose noise floor (MAD of neighbouring "
-                "differences, the classifier's estimator) is below the set's highest, up to that floor; copies at it "
-                "are unchanged")
+NOISE_METHOD = ("zero-mean Gaussian grain on the breast, white and smoothed (Gaussian, 1 pixel), as much of each as "
+                "brings the copy's noise floors at full and half resolution (MAD of neighbouring differences, the "
+                "classifier's estimator) to the set's target: per grain component the largest any copy holds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,25 +148,27 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
             crop = crops[path]
             pixels, scale = fit_to_canvas(image.pixels, crop, canvas, zero_background)
             np.save(canvases / f"{done}.npy", pixels)  # on disk, not in memory: a study may have hundreds
-            floors.append(copy_noise_floor(pixels, canvas.bits))
+            floors.append(copy_noise_floors(pixels, canvas.bits))
             name = case_name(done + 1, len(items))
             rows_out.append({"case": name[:-4], "file": name, "truth": label, "source": str(Path(path).resolve()),
                              "source_sha256": sha256_file(path), "source_rows": image.rows,
                              "source_columns": image.columns,
                              "crop": f"{crop.top}:{crop.bottom},{crop.left}:{crop.right}",
-                             "mirrored": int(crop.mirror), "scale": f"{scale:.6f}", "noise_floor": f"{floors[-1]:.6f}"})
-        target = max(floors) if equalise_noise else None
-        for done, row in enumerate(rows_out):  # then grain up to the grainiest copy's floor, and written
+                             "mirrored": int(crop.mirror), "scale": f"{scale:.6f}",
+                             "noise_floor": f"{floors[-1][0]:.6f}", "noise_floor_half": f"{floors[-1][1]:.6f}"})
+        target = grain_units(np.array(floors)).max(axis=0) if equalise_noise else None
+        for done, row in enumerate(rows_out):  # then the grain each lacks, and written
             reporter.update("reader-study", len(items) + done, 2 * len(items))
-            pixels, sigma = np.load(canvases / f"{done}.npy"), 0.0
+            pixels, sigma = np.load(canvases / f"{done}.npy"), np.zeros(2)
             if target is not None:
                 pixels, sigma = equalise_grain(pixels, canvas.bits, target, np.random.default_rng([seed, done]))
-                if zero_background and sigma > 0:  # grain must not bring back anything outside the breast
+                if zero_background and sigma.any():  # grain must not bring back anything outside the breast
                     pixels = clean_canvas(pixels, canvas.bits)
             looks.append(features(pixels, canvas.bits))
             write_blinded_dicom(staging / row["file"], pixels, bits=canvas.bits, case_number=done + 1, secret=secret,
                                 clean_pixels=zero_background)
-            row.update(reader_sha256=sha256_file(staging / row["file"]), grain=f"{sigma:.6f}")
+            row.update(reader_sha256=sha256_file(staging / row["file"]), grain_white=f"{sigma[0]:.6f}",
+                       grain_smooth=f"{sigma[1]:.6f}")
         write_text_atomic(staging / "README.txt", READER_README)
         reader_dir.mkdir(parents=True, exist_ok=True)
         stamp = int(datetime.datetime.now().timestamp())  # one time for all: write times would tell slow reads apart
@@ -192,7 +194,9 @@ def prepare_study(real: Sequence[str | os.PathLike], synthetic: Sequence[str | o
         "counts": {"real": len(chosen["real"]), "synthetic": len(chosen["synthetic"]), "total": len(items)},
         "canvas": dataclasses.asdict(canvas), "size_policy": size_policy(allow_upscale),
         "background_zeroed": zero_background,
-        "noise": {"equalised": equalise_noise, "target_noise_floor": None if target is None else round(target, 6),
+        "noise": {"equalised": equalise_noise,
+                  "target_noise_floors": None if target is None else [round(float(v), 6) for v in
+                                                                      np.sqrt(grain_gains() @ target)],
                   "method": NOISE_METHOD if equalise_noise else "each copy keeps its own noise floor"},
         "reader_folder": str(reader_dir.resolve()), "key_sha256": sha256_file(key_path),
         "deidentification": "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile: every reader copy is "

@@ -1,7 +1,8 @@
 """Can a trivial classifier tell real from synthetic in an exported study? One feature at a time, by its AUC.
 
 Each feature is one number per reader copy that says nothing about the anatomy: what is outside the breast, how
-much of the canvas the image fills, the noise floor, the side of the chest wall (all synthetic images of one
+much of the canvas the image fills, the noise floor at full and at half resolution (how strong the grain is, and how
+coarse: shrinking averages grain away, enlarging spreads it over neighbouring pixels), the side of the chest wall (all synthetic images of one
 laterality among films of both tell by their side alone). A one-threshold classifier on it separates real from synthetic
 as well as its ROC area says (AUC, folded to at least ½: a feature that is low for synthetic images tells as much as
 one that is high). ½ is chance; with few cases chance itself wanders (about ±0.15 for 8 against 8).
@@ -23,8 +24,10 @@ WHY = {  # what a telling feature means and what the coordinator can do; the exp
     "std_outside_breast": "the background differs: leave --keep-background off",
     "filled_height": "the breasts' own proportions differ (the crop leaves nothing else to fill the canvas)",
     "filled_width": "the breasts' own proportions differ (the crop leaves nothing else to fill the canvas)",
-    "noise_floor": "the grain differs: it follows each image's own noise and how much it is shrunk or enlarged; "
-                   "try another --rows (docs/reader-study.md), no honest resampling makes them alike",
+    "noise_floor": "the grain differs (each image's own noise, shrunk or enlarged to the canvas): leave --keep-noise "
+                   "off",
+    "noise_floor_half": "the grain's coarseness differs (enlarged images spread it over neighbouring pixels): leave "
+                        "--keep-noise off",
     "chest_wall_right": "the lateralities are unbalanced: make as many R as L synthetic images "
                         "(generate --laterality R)",
 }
@@ -37,18 +40,28 @@ def noise_floor(image01: np.ndarray, inside: np.ndarray) -> float:
     return float(np.median(np.abs(steps - np.median(steps))) / 0.6745 / np.sqrt(2)) if steps.size else 0.0
 
 
+def noise_floors(image01: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The noise floor at full resolution and of the 2 x 2 block means (blocks wholly inside the breast): white
+    noise of σ gives (σ, σ/2); noise spread over neighbouring pixels by enlarging gives relatively more at half."""
+    rows, cols = image01.shape[0] // 2 * 2, image01.shape[1] // 2 * 2
+    half = image01[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).mean(axis=(1, 3))
+    half_inside = inside[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).all(axis=(1, 3))
+    return np.array([noise_floor(image01, inside), noise_floor(half, half_inside)])
+
+
 def features(pixels: np.ndarray, bits: int) -> dict[str, float]:
     """The trivial features of one reader copy (stored values below 2**bits)."""
     image = pixels.astype(np.float32) / float((1 << bits) - 1)
     outside = outside_breast(image)
     inside = ~outside
     filled_rows, filled_cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
-    noise = noise_floor(image, inside)
+    noise, noise_half = noise_floors(image, inside)
     values = {"mean_outside_breast": float(image[outside].mean()) if outside.any() else 0.0,
               "std_outside_breast": float(image[outside].std()) if outside.any() else 0.0,
               "filled_height": (filled_rows[-1] - filled_rows[0] + 1) / image.shape[0] if filled_rows.size else 0.0,
               "filled_width": (filled_cols[-1] - filled_cols[0] + 1) / image.shape[1] if filled_cols.size else 0.0,
               "noise_floor": noise,
+              "noise_floor_half": noise_half,
               "chest_wall_right": float(inside.any() and breast_side(image, inside) == "right")}
     return {name: round(float(value), PRECISION) for name, value in values.items()}
 
