@@ -5,6 +5,7 @@
 #   scripts/mutation.sh tiling preparation   # some of them
 #   MUTATION_JOBS=2 scripts/mutation.sh      # parallel mutant runs (default 1: the build machine is shared)
 #   MUTATION_TESTS="Testing/test_preparation.py" scripts/mutation.sh preparation   # other tests ("before")
+#   MUTATION_NAMES="*x_crops*" scripts/mutation.sh pipelines/mambo   # only the mutants of some functions
 # Needs the `mutation` extra: pip install -e ".[mutation]". Work and per-mutant results stay in $MUTATION_DIR
 # (default /tmp/mammosynth-mutation/MODULE; a rerun resumes from them), outside the checkout.
 set -euo pipefail
@@ -13,29 +14,41 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 python=${PYTHON:-$root/.venv/bin/python}
 jobs=${MUTATION_JOBS:-1}
 
-# module (under MammoSynthLogic/, without .py) -> the fast tests that cover it (files or node ids)
+# module (under MammoSynthLogic/, without .py; pipelines/mambo for a package's module) -> the fast tests that cover
+# it (files or node ids); Testing/test_mutants_MODULE.py holds the tests written for the survivors of earlier runs
 S=Testing/test_sampling.py
 declare -A TESTS=(
+  [sampling]="$S"
   [tiling]="Testing/test_properties.py $S::test_grid_covers_every_pixel_with_at_least_the_overlap
             $S::test_wave_tiles_overlap_only_where_earlier_waves_finished
-            $S::test_blend_weights_are_smooth_positive_and_symmetric $S::test_seam_mse_sees_a_step_at_a_tile_border"
+            $S::test_blend_weights_are_smooth_positive_and_symmetric $S::test_seam_mse_sees_a_step_at_a_tile_border
+            $S::test_tile_index_gathers_and_scatters_like_slicing $S::test_blend_inverse_normalises_the_windows_to_one"
   [masks]="Testing/test_inpaint.py"
   [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py"
-  [preparation]="Testing/test_preparation.py Testing/test_properties.py"
+  [preparation]="Testing/test_preparation.py Testing/test_properties.py Testing/test_mutants_preparation.py"
+  [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py"
+  [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py"
   [reader_study/scoring]="Testing/test_reader_study.py::test_binary_metrics_reproduce_mambo_expert_rows
                           Testing/test_reader_study.py::test_auc_and_roc_from_ratings
-                          Testing/test_reader_study.py::test_score_command_writes_the_report"
-  [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py"
+                          Testing/test_reader_study.py::test_score_command_writes_the_report
+                          Testing/test_mutants_scoring.py"
+  [pipelines/mambo]="Testing/test_oracle_mambo.py"
+  [pipelines/anomaly]="Testing/test_oracle_anomaly.py"
+  [pipelines/dualview]="Testing/test_oracle_dualview.py"
+  [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py"
+  [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py"
+  [pipelines/text2mammo]="Testing/test_text2mammo.py"
 )
-DEFAULT=(tiling masks breast_mask preparation reader_study/scoring)
+DEFAULT=(reader_study/scoring preparation tiling masks breast_mask dicom_io anomaly sampling pipelines/mambo)
 
 if ! "$python" -c "import mutmut" 2>/dev/null; then
   echo "error: mutmut: not installed; pip install -e \".[mutation]\"" >&2
   exit 2
 fi
 scratch=${MUTATION_DIR:-${TMPDIR:-/tmp}/mammosynth-mutation}
+read -ra names <<< "${MUTATION_NAMES:-}"  # mutant name patterns for `mutmut run`, not expanded by the shell
 
-printf '%-22s %7s %7s %8s %8s %7s %8s\n' module mutants killed survived no-tests other killed%
+printf '%-22s %7s %7s %7s %8s %8s %7s %8s\n' module mutants killed timeout survived no-tests other killed%
 for module in "${@:-${DEFAULT[@]}}"; do
   tests=${MUTATION_TESTS:-${TESTS[$module]:-}}
   if [[ -z $tests ]]; then
@@ -46,6 +59,16 @@ for module in "${@:-${DEFAULT[@]}}"; do
   mkdir -p "$work"
   rm -rf "$work/MammoSynthLogic" "$work/Testing"
   cp -r "$root/MammoSynthLogic" "$root/Testing" "$work/"
+  # Hypothesis without its shrink phase (in the scratch copy only): a mutant that fails a property test fails at
+  # once instead of running into mutmut's CPU-time limit while the counterexample is being shrunk.
+  cat >> "$work/Testing/conftest.py" <<'EOF'
+
+
+from hypothesis import Phase, settings as _settings
+
+_settings.register_profile("mutation", phases=[Phase.explicit, Phase.reuse, Phase.generate])
+_settings.load_profile("mutation")
+EOF
   cat > "$work/setup.cfg" <<EOF
 [mutmut]
 source_paths = MammoSynthLogic
@@ -60,7 +83,7 @@ pytest_add_cli_args =
     no:cacheprovider
 process_isolation = forkserver
 EOF
-  (cd "$work" && "$python" -m mutmut run --max-children "$jobs" > "$work/run.log" 2>&1) || {
+  (cd "$work" && "$python" -m mutmut run --max-children "$jobs" ${names[@]+"${names[@]}"} > "$work/run.log" 2>&1) || {
     echo "error: $module: mutmut run failed; see the end of its log:" >&2
     tail -20 "$work/run.log" >&2
     exit 1
@@ -68,9 +91,10 @@ EOF
   (cd "$work" && "$python" -m mutmut results --all true > "$work/results.txt" 2>&1) || true
   count() { grep -c ": $1\$" "$work/results.txt" || true; }
   total=$(grep -c ': ' "$work/results.txt" || true)
-  killed=$(count killed) survived=$(count survived) untested=$(count "no tests")
-  percent=$(awk -v k="$killed" -v t="$total" 'BEGIN { print t ? 100 * k / t : 0 }')
-  printf '%-22s %7d %7d %8d %8d %7d %7.1f%%\n' "$module" "$total" "$killed" "$survived" "$untested" \
-    $((total - killed - survived - untested)) "$percent"
+  killed=$(count killed) timeout=$(count timeout) survived=$(count survived) untested=$(count "no tests")
+  # a mutant that runs the tests past mutmut's CPU-time limit counts as killed, as in mutmut's own score
+  percent=$(awk -v k="$((killed + timeout))" -v t="$total" 'BEGIN { print t ? 100 * k / t : 0 }')
+  printf '%-22s %7d %7d %7d %8d %8d %7d %7.1f%%\n' "$module" "$total" "$killed" "$timeout" "$survived" "$untested" \
+    $((total - killed - timeout - survived - untested)) "$percent"
 done
 echo "survivors and untested mutants: $scratch/*/results.txt; inspect one with: cd $scratch/MODULE && mutmut show NAME"
