@@ -7,7 +7,7 @@
   order (told apart by content), the masks become the full image's `lesion_mask`.
 - `vindr-mammo`: `images/<study_id>/<image_id>.dicom`, `breast-level_annotations.csv`, `finding_annotations.csv`.
 - `inbreast`: `AllDICOMs/<file name>_..._MG_<side>_<view>_ANON.dcm`, `AllXML/<file name>.xml` (OsiriX plist ROIs)
-  and `INbreast.csv` (the release's spreadsheet as `;`-separated text).
+  and the release's spreadsheet `INbreast.xls` (or the same saved as `;`-separated `INbreast.csv`).
 - `csv`: any DICOM folders with an optional CSV (`path` or `sop_uid`, then any label column).
 """
 from __future__ import annotations
@@ -49,6 +49,28 @@ def _rows(path: Path, delimiter: str = ",") -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
                 for row in csv.DictReader(f, delimiter=delimiter)]
+
+
+def _xls_rows(path: Path) -> list[dict[str, str]]:
+    """The first sheet of an Excel 97-2003 workbook as `_rows` gives a CSV (header row first); whole numbers
+    without '.0' (INbreast stores file names, ACR and most BI-RADS as numbers)."""
+    import xlrd
+
+    try:
+        sheet = xlrd.open_workbook(str(path)).sheet_by_index(0)
+    except xlrd.XLRDError as e:
+        raise ValueError(f"{path}: not an Excel 97-2003 workbook ({e}); "
+                         f"save it as INbreast.csv (';'-separated)") from None
+    if not sheet.nrows:
+        return []
+
+    def text(cell) -> str:
+        if cell.ctype == xlrd.XL_CELL_NUMBER and float(cell.value).is_integer():
+            return str(int(cell.value))
+        return str(cell.value).strip()
+
+    header = [text(cell).lower() for cell in sheet.row(0)]
+    return [{key: text(cell) for key, cell in zip(header, sheet.row(r)) if key} for r in range(1, sheet.nrows)]
 
 
 def _files(dirs: Iterable[Path], pattern: str) -> list[Path]:
@@ -310,13 +332,16 @@ def _polygons(rois: list[tuple[str, np.ndarray]], radius: float = 3.0) -> MaskFn
 
 
 def inbreast(dirs: list[Path], csv_path: Path | None, log=print) -> list[Source]:
-    """INbreast DICOMs with ACR density and BI-RADS from INbreast.csv and lesion masks from the XML ROIs."""
-    sheets = _files(dirs + ([csv_path] if csv_path else []), "INbreast.csv")
+    """INbreast DICOMs with ACR density and BI-RADS from the spreadsheet (INbreast.csv if there is one, else the
+    release's INbreast.xls) and lesion masks from the XML ROIs."""
+    places = dirs + ([csv_path] if csv_path else [])
+    sheets = _files(places, "INbreast.csv") + _files(places, "INbreast.xls")
     if not sheets:
-        xls = _files(dirs, "INbreast.xls")
-        raise ValueError(f"{xls[0] if xls else ', '.join(map(str, dirs))}: no INbreast.csv; save the release's "
-                         f"INbreast.xls as INbreast.csv (';'-separated) next to it or give --csv")
-    rows = {row["file name"]: row for row in _rows(sheets[0], delimiter=";") if row.get("file name")}
+        raise ValueError(f"{', '.join(map(str, places))}: no INbreast.xls (or INbreast.csv); give the release folder "
+                         f"that holds it, or its path with --csv")
+    table = _xls_rows(sheets[0]) if sheets[0].suffix.lower() == ".xls" else _rows(sheets[0], delimiter=";")
+    log(f"spreadsheet: {sheets[0]}")
+    rows = {row["file name"]: row for row in table if row.get("file name")}
     xmls = {p.stem: p for p in _files(dirs, "*.xml")}
     found = []
     for path in _files(dirs, "*.dcm"):

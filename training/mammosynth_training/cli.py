@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="csv format: metadata CSV (path or sop_uid, laterality, view, density, "
                                              "vendor, healthy, lesion_boxes (JSON), lesion_mask, pathology, "
                                              "abnormality, split); cbis-ddsm: folder of the description CSVs; "
-                                             "inbreast: INbreast.csv")
+                                             "inbreast: INbreast.xls or INbreast.csv (';')")
     p.add_argument("--out", type=Path, required=True, help="cache folder to write")
     p.add_argument("--healthy-only", action="store_true", help="keep only images the labels mark healthy")
     p.add_argument("--views", type=_csv_list, default=(), help="e.g. CC,MLO (default: all)")

@@ -99,8 +99,8 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.
         try:
             import bitsandbytes
         except ImportError:
-            raise ValueError(f"optimizer {name} needs bitsandbytes (pip install bitsandbytes, CUDA only); "
-                             f"or set optimizer: {name[:-4]}") from None
+            raise ValueError(f"optimizer {name} needs bitsandbytes>=0.50, which runs it on CPU and CUDA "
+                             f"(pip install -e './training[adam8bit]'); or set optimizer: {name[:-4]}") from None
         cls = bitsandbytes.optim.AdamW8bit if name == "adamw8bit" else bitsandbytes.optim.Adam8bit
     else:
         cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam

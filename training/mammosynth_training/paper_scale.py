@@ -163,14 +163,17 @@ def training_probe(config: TrainConfig, batch_size: int, steps: int = 1, sd2_bas
 
 
 def sampling_step(unet, scheduler, x: torch.Tensor, context: torch.Tensor | None = None,
-                  steps: int = 20) -> torch.Tensor:
+                  steps: int = 20, input_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The first step of a `steps`-step DPM-Solver++ schedule (the engine's settings, `MammoSynthLogic.sampling`)
-    on the noised channels x, with the clean context channels (if any) as extra U-Net input."""
+    on the noised channels x, with the clean context channels (if any) as extra U-Net input; a MAM-E `TextUNet`
+    is conditioned on the prompt's `input_ids` (context: the inpainting mask and masked-image latents)."""
     from MammoSynthLogic.sampling import make_scheduler
 
     solver = make_scheduler("dpm++", dict(scheduler.config))
     solver.set_timesteps(steps)
     t = solver.timesteps[0]
     with torch.no_grad():
-        eps = unet(x if context is None else torch.cat([x, context], dim=1), t).sample[:, :x.shape[1]]
+        sample = x if context is None else torch.cat([x, context], dim=1)
+        out = unet(sample, t) if input_ids is None else unet(sample, t.expand(len(x)), input_ids)
+        eps = getattr(out, "sample", out)[:, :x.shape[1]]
     return solver.step(eps.float(), t, x).prev_sample

@@ -223,3 +223,15 @@ def inbreast_tree(root: Path, smalls: list[Small]) -> tuple[Path, dict[str, dict
     (root / "INbreast.csv").write_text("Patient ID;Patient age;Laterality;View;Acquisition date;File Name;ACR;"
                                        "Bi-Rads\n" + "\n".join(rows) + "\n")
     return root, truth
+
+
+INBREAST_XLS = Path(__file__).resolve().parent / "data" / "INbreast.xls"  # data/make_inbreast_xls.py
+
+
+def inbreast_xls_tree(root: Path, smalls: list[Small]) -> tuple[Path, dict[str, dict]]:
+    """`inbreast_tree` with the release's spreadsheet format: INbreast.xls (the checked-in copy of the same table)
+    instead of INbreast.csv, which is moved out of the tree to `root/INbreast.csv` for comparison."""
+    data, truth = inbreast_tree(root, smalls)
+    (data / "INbreast.csv").rename(root / "INbreast.csv")
+    shutil.copyfile(INBREAST_XLS, data / "INbreast.xls")
+    return data, truth

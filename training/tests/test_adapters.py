@@ -9,13 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_trees import CBIS_CASES, cbis_subject, cbis_tree, inbreast_tree, mammogram_key, vindr_tree
+from dataset_trees import (CBIS_CASES, cbis_subject, cbis_tree, inbreast_tree, inbreast_xls_tree, mammogram_key,
+                           vindr_tree)
 from PIL import Image
 from training_helpers import subprocess_env
 
 from MammoSynthLogic.dicom_io import read_mammogram
 from MammoSynthLogic.preparation import PrepareTransform, prepare, resize
-from mammosynth_training.adapters import detect_format
+from mammosynth_training.adapters import _rows, _xls_rows, detect_format, sources
 from mammosynth_training.cache import Unit, open_array, selected_entries
 from mammosynth_training.config import TrainConfig
 from mammosynth_training.prepare_data import prepare_data
@@ -41,9 +42,10 @@ def vindr(tmp_path_factory, smalls):
     return _prepared(tmp_path_factory, "vindr", vindr_tree, smalls)
 
 
-@pytest.fixture(scope="module")
-def inbreast(tmp_path_factory, smalls):
-    return _prepared(tmp_path_factory, "inbreast", inbreast_tree, smalls)
+@pytest.fixture(scope="module", params=["INbreast.csv", "INbreast.xls"])
+def inbreast(request, tmp_path_factory, smalls):
+    build = inbreast_xls_tree if request.param.endswith(".xls") else inbreast_tree
+    return request.param, *_prepared(tmp_path_factory, "inbreast", build, smalls)
 
 
 def _lesion_png(cache: Path, entry: dict) -> np.ndarray:
@@ -118,8 +120,9 @@ def test_vindr_mammo_boxes_density_healthy_split_and_monochrome1(vindr, smalls):
 
 
 def test_inbreast_xml_rois_density_and_birads(inbreast):
-    cache, (root, truth), entries, log = inbreast
+    sheet, cache, (root, truth), entries, log = inbreast
     assert "format: inbreast" in log and len(entries) == 8
+    assert f"spreadsheet: {root / sheet}" in log and not any("not found" in line for line in log)
     for entry in entries:
         want = truth[Path(entry["source"]).name.split("_")[0]]
         assert (entry["density"], entry["healthy"], entry["birads"]) == (want["density"], want["healthy"],
@@ -132,6 +135,20 @@ def test_inbreast_xml_rois_density_and_birads(inbreast):
         assert mask[want["mask"]].all()  # the contour filled, the calcification point covered
         assert mask.sum() < want["mask"].sum() * 1.3 + 40  # and not much more (edge rows, a 3 px disc)
     assert sorted(e["abnormality"] for e in entries if e["abnormality"]) == ["calcification,mass", "mass"]
+
+
+def test_inbreast_xls_holds_the_csv_table_with_numbers_read_as_written(tmp_path, smalls):
+    data, _ = inbreast_xls_tree(tmp_path, smalls)
+    written = _rows(tmp_path / "INbreast.csv", delimiter=";")
+    read = _xls_rows(data / "INbreast.xls")
+    assert read[:len(written)] == written and written[0]["file name"] == "20586900"  # a number cell, not 20586900.0
+    assert written[0]["bi-rads"] == "4a" and not any(row.get("file name") for row in read[len(written):])
+
+
+def test_a_broken_inbreast_xls_is_a_one_line_error(tmp_path):
+    (tmp_path / "INbreast.xls").write_text("File Name;ACR\n")  # a CSV saved under the .xls name
+    with pytest.raises(ValueError, match=r"INbreast.xls: not an Excel 97-2003 workbook .*save it as INbreast.csv"):
+        sources("inbreast", [tmp_path], log=lambda line: None)
 
 
 def test_ambiguous_or_incomplete_layouts_are_one_line_errors(tmp_path):
