@@ -8,7 +8,10 @@ refused in one line before any large array exists.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional
+import dataclasses
+import json
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 from MammoSynthLogic.errors import MammoSynthError
 
@@ -22,7 +25,7 @@ SOURCE_BYTES_PER_PIXEL = 40.0  # a real image read, cleaned and blended (stored,
 # `anomaly` (bench_memory.py --command anomaly; embedded bundles, cpu): peak RSS 0.63-0.66 GB for a 1024² source and
 # 0.91-0.94 GB for a 4432 x 2864 film at the global level (23.5 bytes per source pixel on top of 0.64 GB), 0.67-0.71
 # and 1.01-1.03 GB at the native level (its 1024² canvas: 44 bytes per canvas pixel, CANVAS_BYTES_PER_PIXEL); the
-# estimate is 1.10-1.23x these.
+# estimate is 1.10-1.17x these.
 ANOMALY_PROCESS_BYTES = 650e6  # python + torch + diffusers + highdicom + scipy imported
 ANOMALY_SOURCE_BYTES_PER_PIXEL = 28.0  # read, prepared (pixels, mask), heat and labels back in the source frame
 # `reader-study prepare` (no torch; bench_memory.py --command reader-study): peak RSS 0.095-0.101 GB for two 1024²
@@ -33,11 +36,37 @@ READER_SOURCE_BYTES_PER_PIXEL = 16.0  # stored + [0, 1] copy, background mask, t
 READER_CANVAS_BYTES_PER_PIXEL = 24.0  # resampled float canvas, stored copy, grain, masks and differences
 
 
-def unet_activation_bytes(unet, side: int, batch: int) -> float:
-    """Activations of one U-Net forward on `batch` inputs of side × side: channels at each resolution level."""
-    channels = list(getattr(unet.config, "block_out_channels", (128,)))
+def activation_bytes(channels: Sequence[int], side: int, batch: int) -> float:
+    """Activations of one U-Net forward on `batch` inputs of side × side, from its channels at each level."""
     per_pixel = sum(c / 4 ** level for level, c in enumerate(channels))
     return 4.0 * batch * side * side * per_pixel * ACTIVATION_FACTOR
+
+
+def unet_activation_bytes(unet, side: int, batch: int) -> float:
+    """Activations of one U-Net forward on `batch` inputs of side × side: channels at each resolution level."""
+    return activation_bytes(list(getattr(unet.config, "block_out_channels", (128,))), side, batch)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSize:
+    """What the estimate needs of one model bundle, read from its files: no model is loaded (nor diffusers)."""
+
+    image_size: int  # s
+    full_size: int  # the full-resolution side of a patch model: the manifest's full_size, else s·k²
+    channels: tuple[int, ...]  # the U-Net's block_out_channels
+    in_channels: int
+    weight_bytes: float
+
+    @classmethod
+    def read(cls, folder: Path) -> "ModelSize":
+        from MammoSynthLogic.bundles import read_manifest
+
+        manifest = read_manifest(folder)
+        config = json.loads((folder / "unet" / "config.json").read_text())
+        s = int(manifest["image_size"])
+        return cls(image_size=s, full_size=int(manifest.get("full_size") or s * int(manifest.get("k") or 1) ** 2),
+                   channels=tuple(config.get("block_out_channels", (128,))), in_channels=int(manifest["in_channels"]),
+                   weight_bytes=float(sum(f.stat().st_size for f in (folder / "unet").glob("*.safetensors"))))
 
 
 def model_bytes(models: Iterable) -> float:
@@ -95,34 +124,36 @@ def largest_image(paths: Iterable) -> tuple[Optional[object], int]:
     return best, most
 
 
-def anomaly_bytes(source_pixels: float, unets: Iterable, side: int, batch: int, working: int = 0,
-                  tiles: int = 0, context_channels: int = 0) -> float:
+def anomaly_bytes(source_pixels: float, weight_bytes: float = 0.0, channels: Sequence[int] = (), side: int = 0,
+                  batch: int = 0, working: int = 0, tiles: int = 0, context_channels: int = 0) -> float:
     """`anomaly` on one image of `source_pixels`: process, weights, the source-frame arrays, the working canvas
-    (`working`², native level), the contexts of its `tiles`, and one U-Net call on `batch` inputs of side²."""
-    unets = list(unets)
-    activations = max((unet_activation_bytes(u, side, batch) for u in unets), default=0.0)
-    return (ANOMALY_PROCESS_BYTES + model_bytes(unets) + ANOMALY_SOURCE_BYTES_PER_PIXEL * float(source_pixels)
+    (`working`²), the contexts of its `tiles`, and one U-Net call (`channels`) on `batch` inputs of side²; with the
+    source alone, a lower bound that needs no model."""
+    return (ANOMALY_PROCESS_BYTES + weight_bytes + ANOMALY_SOURCE_BYTES_PER_PIXEL * float(source_pixels)
             + CANVAS_BYTES_PER_PIXEL * float(working) ** 2 + 4.0 * tiles * context_channels * side * side
-            + activations)
+            + activation_bytes(channels, side, batch))
 
 
-def anomaly_need(source_pixels: float, pipe, level: str, draws: int, device: str) -> float:
-    """What `anomaly` with this pipeline needs for an image of `source_pixels` at `level` with `draws`."""
+def anomaly_need(source_pixels: float, global_: ModelSize, patch: Optional[ModelSize], level: str, draws: int,
+                 chunk: int) -> float:
+    """What `anomaly` needs for an image of `source_pixels` at `level` with `draws` (the patch model's tiles go
+    through the U-Net `chunk` at a time, each with its draws)."""
     from MammoSynthLogic import tiling
-    from MammoSynthLogic.devices import default_chunk
-    from MammoSynthLogic.pipelines.mambo import full_size
 
-    if level == "native" and pipe.patch is not None:
-        n, s = full_size(pipe.patch), pipe.patch.image_size
+    if level == "native" and patch is not None:
+        n, s = patch.full_size, patch.image_size
         tiles = len(tiling.grid(n, n, s, min(32, s // 4)))  # all of them: the breast may cover every tile
-        return anomaly_bytes(source_pixels, [pipe.global_.unet, pipe.patch.unet], s, default_chunk(device) * draws,
-                             working=n, tiles=tiles, context_channels=pipe.patch.unet.config.in_channels - 1)
-    return anomaly_bytes(source_pixels, [pipe.global_.unet], pipe.s, draws, working=pipe.s)
+        return anomaly_bytes(source_pixels, global_.weight_bytes + patch.weight_bytes, patch.channels, s,
+                             chunk * draws, working=n, tiles=tiles, context_channels=patch.in_channels - 1)
+    s = global_.image_size
+    return anomaly_bytes(source_pixels, global_.weight_bytes, global_.channels, s, draws, working=s)
 
 
-def check_anomaly(path, source_pixels: float, pipe, level: str, draws: int, device: str) -> None:
+def check_anomaly(path, source_pixels: float, global_: ModelSize, patch: Optional[ModelSize], level: str,
+                  draws: int, chunk: int) -> None:
     """Refuse an `anomaly` run on the image at `path` (`source_pixels` large) that cannot fit in the free RAM."""
-    check_fits(f"{path} (--level {level}, --draws {draws})", anomaly_need(source_pixels, pipe, level, draws, device))
+    check_fits(f"{path} (--level {level}, --draws {draws})",
+               anomaly_need(source_pixels, global_, patch, level, draws, chunk))
 
 
 def reader_study_bytes(source_pixels: float, canvas_pixels: float) -> float:

@@ -9,9 +9,10 @@ import torch
 from dicom_factory import mammogram_dataset, save, synthetic_breast
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.memory import (ANOMALY_SOURCE_BYTES_PER_PIXEL, READER_CANVAS_BYTES_PER_PIXEL, anomaly_bytes,
+from MammoSynthLogic.memory import (ANOMALY_SOURCE_BYTES_PER_PIXEL, CANVAS_BYTES_PER_PIXEL,
+                                    READER_CANVAS_BYTES_PER_PIXEL, ModelSize, anomaly_bytes, anomaly_need,
                                     check_fits, mambo_bytes, reader_study_bytes, source_bytes)
-from tiny_bundles import make_tiny_mambo_set
+from tiny_bundles import make_tiny_bundle, make_tiny_mambo_set, tiny_unet
 
 torch.set_num_threads(1)
 
@@ -91,17 +92,19 @@ def test_anomaly_refuses_draws_that_cannot_fit_at_both_levels(tmp_path_factory, 
     assert needed > FREE / 1e9 and not (tmp_path / "a").exists()
 
 
-def test_the_anomaly_estimate_follows_draws_level_and_source():
-    from diffusers import UNet2DModel
-
-    unet = UNet2DModel(sample_size=32, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
-    one = anomaly_bytes(4000 * 3000, [unet], 32, 1, working=32)
-    assert anomaly_bytes(4000 * 3000, [unet], 32, 100, working=32) > one  # draws go through the U-Net together
-    assert anomaly_bytes(8000 * 6000, [unet], 32, 1, working=32) - one == pytest.approx(
+def test_the_anomaly_estimate_follows_draws_level_and_source(tmp_path):
+    tiny = ModelSize.read(make_tiny_bundle(tmp_path / "g", "mambo-global", size=32))
+    weights = sum(p.numel() * 4 for p in tiny_unet(1, 32).parameters())
+    assert weights <= tiny.weight_bytes <= weights + 16_000 and tiny.channels == (8, 16)  # + the file's header
+    one = anomaly_need(4000 * 3000, tiny, None, "global", 1, 8)
+    assert one == pytest.approx(anomaly_bytes(4000 * 3000, tiny.weight_bytes, (8, 16), 32, 1, working=32))
+    assert anomaly_need(4000 * 3000, tiny, None, "global", 100, 8) > one  # draws go through the U-Net together
+    assert anomaly_need(8000 * 6000, tiny, None, "global", 1, 8) - one == pytest.approx(
         ANOMALY_SOURCE_BYTES_PER_PIXEL * 36e6)
-    native = anomaly_bytes(4000 * 3000, [unet], 32, 8, working=4096, tiles=400, context_channels=2)
-    assert native - anomaly_bytes(4000 * 3000, [unet], 32, 8, working=32) > 48 * (4096 ** 2 - 32 ** 2)
+    patch = ModelSize(image_size=32, full_size=4096, channels=(8, 16), in_channels=3, weight_bytes=tiny.weight_bytes)
+    native = anomaly_need(4000 * 3000, tiny, patch, "native", 1, 8)  # a 4096² working canvas and its tiles
+    assert native - one > CANVAS_BYTES_PER_PIXEL * (4096 ** 2 - 32 ** 2)
+    assert anomaly_need(4000 * 3000, tiny, patch, "native", 1, 64) > native  # more tiles per U-Net call
 
 
 def test_reader_study_refuses_a_huge_image_or_canvas_before_reading_pixels(tmp_path, capsys, eight_gb_free):

@@ -43,8 +43,9 @@ def register(sub, parents) -> None:
     p.set_defaults(func=run)
 
 
-def _bundles(refs, level: str, device: str):
-    from MammoSynthLogic.bundles import default_bundle_dir, find_bundles, load_bundle
+def _bundle_paths(refs, level: str):
+    """The global (or anomaly) bundle's folder, and the patch bundle's for --level native (else None)."""
+    from MammoSynthLogic.bundles import default_bundle_dir, find_bundles
     from MammoSynthLogic.errors import MammoSynthError
 
     roles: dict = {}
@@ -54,12 +55,23 @@ def _bundles(refs, level: str, device: str):
     global_path = roles.get("mambo-anomaly") or roles.get("mambo-global")
     if global_path is None:
         raise MammoSynthError(", ".join(map(str, refs or [default_bundle_dir()])), "no mambo-anomaly or mambo-global bundle")
-    patch = None
-    if level == "native":
-        if "mambo-patch" not in roles:
-            raise MammoSynthError("--level native", "needs a mambo-patch bundle in --model")
-        patch = load_bundle(roles["mambo-patch"], device=device)
+    if level == "native" and "mambo-patch" not in roles:
+        raise MammoSynthError("--level native", "needs a mambo-patch bundle in --model")
+    return global_path, roles["mambo-patch"] if level == "native" else None
+
+
+def _load(paths, device: str):
+    """The bundles at `_bundle_paths`, loaded (the patch one: None at the global level)."""
+    from MammoSynthLogic.bundles import load_bundle
+
+    global_path, patch_path = paths
+    patch = None if patch_path is None else load_bundle(patch_path, device=device)
     return load_bundle(global_path, device=device), patch
+
+
+def _bundles(refs, level: str, device: str):
+    """The global (or anomaly) bundle and, for --level native, the patch bundle, loaded."""
+    return _load(_bundle_paths(refs, level), device)
 
 
 def overlay_png(image01, heat, labels, max_side: int = 1024):
@@ -109,12 +121,12 @@ def run(args: argparse.Namespace, reporter) -> int:
     import dataclasses
 
     from MammoSynthLogic.anomaly import AnomalySettings
-    from MammoSynthLogic.devices import select_device
+    from MammoSynthLogic.bundles import read_manifest
+    from MammoSynthLogic.devices import default_chunk, select_device
     from MammoSynthLogic.dicom_io import find_dicoms
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.fileio import write_text_atomic
-    from MammoSynthLogic.memory import anomaly_bytes, check_anomaly, check_fits, largest_image
-    from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline
+    from MammoSynthLogic.memory import ModelSize, anomaly_bytes, check_anomaly, check_fits, largest_image
     from MammoSynthLogic.progress import emit_result
 
     if args.lam is not None and not 0 < args.lam < 1000:
@@ -126,16 +138,22 @@ def run(args: argparse.Namespace, reporter) -> int:
     if not files:
         return 2
     largest, pixels = largest_image(files)
-    check_fits(str(largest), anomaly_bytes(pixels, [], 0, 0))  # a lower bound, before any model is loaded
+    check_fits(str(largest), anomaly_bytes(pixels))  # a lower bound, before any model is looked for
+    paths = _bundle_paths(args.model, args.level)
+    measured = read_manifest(paths[0]).get("anomaly", {})  # the model's own best settings, when its card measured them
+    draws = args.draws if args.draws is not None else int(measured.get("draws", 1))
     device = select_device(args.device)
-    pipe = AnomalyPipeline(*_bundles(args.model, args.level, device), device=device)
-    measured = pipe.global_.manifest.get("anomaly", {})  # the model's own best settings, when its card measured them
+    check_anomaly(largest, pixels, ModelSize.read(paths[0]), paths[1] and ModelSize.read(paths[1]), args.level, draws,
+                  default_chunk(device))  # from the bundles' files, before any is loaded
+
+    from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline  # torch and diffusers: after the check
+
+    pipe = AnomalyPipeline(*_load(paths, device), device=device)
     settings = AnomalySettings(
         lam=args.lam if args.lam is not None else int(measured.get("lambda", 700)),
         min_difference=args.min_difference if args.min_difference is not None else float(measured.get("min_difference", 0.0)),
-        draws=args.draws if args.draws is not None else int(measured.get("draws", 1)),
+        draws=draws,
         steps=args.steps, threshold=args.threshold, invert=args.invert, level=args.level)
-    check_anomaly(largest, pixels, pipe, settings.level, settings.draws, device)
     seed = args.seed if args.seed is not None else secrets.randbelow(2 ** 31)
     single = len(files) == 1 and args.paths[0].is_file()
     records = []

@@ -71,19 +71,20 @@ def sources(tmp: Path) -> tuple[Path, Path]:
 
 
 def anomaly_runs(steps: int, tmp: Path) -> list[dict]:
-    from MammoSynthLogic.commands.anomaly import _bundles
-    from MammoSynthLogic.memory import anomaly_need, header_shape
-    from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline
+    from MammoSynthLogic.commands.anomaly import _bundle_paths
+    from MammoSynthLogic.devices import default_chunk
+    from MammoSynthLogic.memory import ModelSize, anomaly_need, header_shape
 
     rows = []
     for level in ("global", "native"):
-        pipe = AnomalyPipeline(*_bundles(None, level, "cpu"), device="cpu")
+        global_path, patch_path = _bundle_paths(None, level)
+        models = ModelSize.read(global_path), patch_path and ModelSize.read(patch_path)
         for src in sources(tmp):
             height, width = header_shape(src)
             row = {"level": level, "source": f"{height}x{width}",
                    **peak(["anomaly", str(src), "--out", str(tmp / f"a-{level}-{height}"), "--level", level,
                            "--steps", str(steps), "--device", "cpu", "--quiet"])}
-            rows.append(compared(row, anomaly_need(height * width, pipe, level, 1, "cpu")))
+            rows.append(compared(row, anomaly_need(height * width, *models, level, 1, default_chunk("cpu"))))
     return rows
 
 
