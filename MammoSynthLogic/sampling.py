@@ -81,8 +81,9 @@ def in_place_dpm_solver():
     """DPM-Solver++ (multistep, ODE, ε-prediction) that updates the sample in place: a step is six passes over the
     canvas into two buffers kept from step to step, instead of about ten canvas-sized temporaries.
 
-    The update is linear in the sample and the data predictions; its coefficients are read from diffusers' own
-    update functions applied to unit scalars, so the orders, the final step and the solver type stay diffusers'.
+    The update is elementwise and linear in the sample and the data predictions; its coefficients are read from
+    diffusers' own update functions applied to the unit vectors (sample = e1, predictions = e2, e3: the result is
+    the coefficients), so the orders, the final step and the solver type stay diffusers'.
     Anything else (SDE noise, other prediction types) takes diffusers' path."""
     from diffusers import DPMSolverMultistepScheduler
 
@@ -108,8 +109,8 @@ def in_place_dpm_solver():
             if args or kwargs or noise is not None:
                 return super().dpm_solver_first_order_update(model_output, *args, sample=sample, noise=noise,
                                                              **kwargs)
-            a, b = (float(super(InPlaceDPMSolver, self).dpm_solver_first_order_update(m, sample=x))
-                    for x, m in unit_pairs(2))
+            x, m = torch.eye(2, dtype=torch.float64)
+            a, b = super().dpm_solver_first_order_update(m, sample=x).tolist()
             return sample.mul_(a).add_(model_output, alpha=b)
 
         def multistep_dpm_solver_second_order_update(self, model_output_list, *args, sample=None, noise=None,
@@ -117,19 +118,12 @@ def in_place_dpm_solver():
             if args or kwargs or noise is not None:
                 return super().multistep_dpm_solver_second_order_update(model_output_list, *args, sample=sample,
                                                                         noise=noise, **kwargs)
-            a, b, c = (float(super(InPlaceDPMSolver, self).multistep_dpm_solver_second_order_update([m1, m0],
-                                                                                                  sample=x))
-                       for x, m0, m1 in unit_pairs(3))
+            x, m0, m1 = torch.eye(3, dtype=torch.float64)
+            a, b, c = super().multistep_dpm_solver_second_order_update([m1, m0], sample=x).tolist()
             m1, m0 = model_output_list[-2:]
             return sample.mul_(a).add_(m0, alpha=b).add_(m1, alpha=c)
 
     return InPlaceDPMSolver
-
-
-def unit_pairs(n: int) -> list[tuple[torch.Tensor, ...]]:
-    """The n unit vectors of R^n as tuples of float64 scalars (to read the coefficients of a linear update)."""
-    eye = torch.eye(n, dtype=torch.float64)
-    return [tuple(row) for row in eye]
 
 
 def threshold(x0: torch.Tensor, ratio: float, max_value: float, subsample: int = 1 << 16) -> torch.Tensor:
