@@ -109,21 +109,21 @@ COVERAGE: dict[str, str] = {
     "text2mammo --prompt": f"{OPTIONS}test_sd_options_reach_the_pipeline",
     "text2mammo --sampler": f"{OPTIONS}test_sd_options_reach_the_pipeline",
     "inpaint --mask": "test_inpaint.py::test_bad_masks_one_line_error_nothing_written",
-    "inpaint --method": "test_inpaint.py::test_auto_route_picks_repaint_for_mambo_models",
+    "inpaint --method": f"{OPTIONS}test_inpaint_method_overrides_the_route_the_model_implies",
     "inpaint --feather": "test_inpaint.py::test_repaint_route_honours_feather_like_the_sd_route",
     "inpaint --keep-identity": "test_deidentify.py::test_inpaint_output_has_no_burned_in_text",
-    "inpaint --label": "test_inpaint.py::test_nrrd_label_maps_2d_3d_and_label",
-    "inpaint --segment": "test_inpaint.py::test_png_and_seg_masks",
+    **{f"inpaint {o}": f"{OPTIONS}test_inpaint_label_and_segment_choose_the_mask" for o in ("--label", "--segment")},
     "inpaint --out": "test_inpaint.py::test_sd_inpainting_keeps_source_pixels_outside_the_blend_zone",
     **{f"inpaint {o}": f"{OPTIONS}test_sd_options_reach_the_pipeline"
        for o in ("--model", "--prompt", "--negative-prompt", "--guidance", "--steps", "--sampler", "--seed",
                  "--context")},
     "inpaint --lesion": "test_inpaint_lesion.py::test_mass_at_a_random_place_in_the_breast_with_its_exact_seg",
-    "inpaint --size-mm": "test_inpaint_lesion.py::test_mass_at_a_random_place_in_the_breast_with_its_exact_seg",
+    **{f"inpaint {o}": f"{OPTIONS}test_inpaint_size_spacing_and_shape_set_the_drawn_mass"
+       for o in ("--size-mm", "--shape", "--spacing-mm")},
     **{f"inpaint {o}": "test_inpaint_lesion.py::test_margin_shape_and_calcification_options_reach_the_drawing"
-       for o in ("--shape", "--margin", "--count", "--spread-mm")},
+       for o in ("--margin", "--count")},
+    "inpaint --spread-mm": f"{OPTIONS}test_inpaint_spread_mm_sets_the_cluster_extent",
     "inpaint --strength": "test_inpaint_lesion.py::test_strength_is_recorded_and_changes_the_result",
-    "inpaint --spacing-mm": "test_inpaint_lesion.py::test_no_spacing_is_a_one_line_error_naming_the_file",
     "inpaint --form": f"{OPTIONS}test_inpaint_form_draws_pleomorphic_calcifications",
     "inpaint --jumps": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
     "inpaint --lesion-contrast": f"{OPTIONS}test_repaint_route_options_reach_the_pipeline",
@@ -154,15 +154,12 @@ COVERAGE: dict[str, str] = {
     "reader-study prepare --real": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --synthetic": "test_reader_study.py::test_key_and_manifest_match_the_files",
     "reader-study prepare --out": "test_reader_study.py::test_key_and_manifest_match_the_files",
-    "reader-study prepare --rows":
-        "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
-    "reader-study prepare --allow-upscale":
-        "test_reader_study.py::test_default_size_is_fixed_and_a_large_enlargement_is_refused",
+    "reader-study prepare --allow-upscale": f"{READER}test_prepare_allow_upscale_lets_a_large_canvas_through",
     "reader-study prepare --n-real": "test_reader_study.py::test_prepare_errors_are_one_line",
     **{f"reader-study prepare {o}": f"{READER}test_prepare_seed_fixes_the_order_and_key_out_moves_the_key"
        for o in ("--seed", "--key-out")},
     **{f"reader-study prepare {o}": f"{READER}test_prepare_n_synthetic_columns_and_bits"
-       for o in ("--n-synthetic", "--columns", "--bits")},
+       for o in ("--rows", "--n-synthetic", "--columns", "--bits")},
     "reader-study prepare --keep-background": f"{READER}test_prepare_keep_background_keeps_the_film_base",
     "reader-study prepare --keep-noise":
         "test_reader_study_grain.py::test_sets_differing_only_in_grain_are_told_apart_before_and_not_after",
@@ -391,12 +388,18 @@ def test_batch_generate_rebuild_manifest_only_rewrites_the_manifest(models, tmp_
 def anomaly_oracles(monkeypatch):
     """The command gets a global model that knows the healthy breast and a context-copying patch model."""
     import MammoSynthLogic.bundles
+    from MammoSynthLogic.memory import ModelSize
     from test_oracle_anomaly import S, healthy_global
 
     bundles = {"g": healthy_global(S // 2),
                "p": oracle_bundle("mambo-patch", S // 2, channel(3), in_channels=4, k=4, aligned=True)}
     monkeypatch.setattr(MammoSynthLogic.bundles, "find_bundles", lambda ref: {"mambo-global": "g", "mambo-patch": "p"})
     monkeypatch.setattr(MammoSynthLogic.bundles, "load_bundle", lambda ref, device="cpu", verify=True: bundles[ref])
+    # the memory check reads the bundles' files before loading them: the stand-ins' manifests and U-Net configs
+    monkeypatch.setattr(MammoSynthLogic.bundles, "read_manifest", lambda folder: bundles[folder].manifest)
+    monkeypatch.setattr(ModelSize, "read", lambda folder: ModelSize(
+        image_size=bundles[folder].manifest["image_size"], full_size=S, in_channels=bundles[folder].manifest[
+            "in_channels"], channels=tuple(bundles[folder].unet.config.block_out_channels), weight_bytes=0.0))
     return bundles
 
 
@@ -564,3 +567,98 @@ def test_inpaint_form_draws_pleomorphic_calcifications(models, tmp_path):
         shapes[form] = (np.median([p.solidity for p in props]), areas.std() / areas.mean())
     assert shapes["punctate"][0] > 0.94 and shapes["pleomorphic"][0] < 0.92, shapes
     assert shapes["pleomorphic"][1] > 2 * shapes["punctate"][1], shapes
+
+
+def big_breast(folder: Path) -> Path:
+    """A 512 x 384 breast (0.1 mm pixels in its header) deep enough for a lesion of a few mm anywhere inside."""
+    return save(mammogram_dataset(synthetic_breast(512, 384), ImageLaterality="R"), folder / "big.dcm")
+
+
+def lesion_seg(out: Path) -> np.ndarray:
+    import highdicom as hd
+
+    return hd.seg.segread(out.with_name(f"{out.stem}_lesion_seg.dcm")).pixel_array.squeeze().astype(bool)
+
+
+def test_inpaint_size_spacing_and_shape_set_the_drawn_mass(models, tmp_path):
+    """A round 6 mm mass at the header's 0.1 mm: a disc of radius 30 px (the mask keeps the profile above 5 % of its
+    peak: radius · √(1 − 0.05²)); --spacing-mm 0.2 overrides the header: radius 15 px; --shape oval: elongated."""
+    from skimage.measure import regionprops
+
+    src = big_breast(tmp_path)
+    drawn = {}
+    for name, extra in {"round": ("--shape", "round"), "coarse": ("--shape", "round", "--spacing-mm", "0.2"),
+                        "oval": ("--shape", "oval")}.items():
+        out = tmp_path / f"{name}.dcm"
+        assert main(["inpaint", str(src), "--model", str(models["mambo"]), "--lesion", "mass", "--size-mm", "6",
+                     *extra, "--steps", "2", "--seed", "3", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+        record = read_provenance(out)["lesion"]
+        (region,) = regionprops(lesion_seg(out).astype(np.uint8))
+        drawn[name] = (record["shape"], record["size_mm"], record["spacing_mm"], region.area,
+                       region.major_axis_length / region.minor_axis_length)
+    r = 30 * np.sqrt(1 - 0.05 ** 2)
+    assert drawn["round"][:3] == ("round", 6.0, 0.1) and drawn["round"][3] == pytest.approx(np.pi * r ** 2, rel=0.03)
+    assert drawn["round"][4] < 1.1, drawn
+    assert drawn["coarse"][2] == 0.2 and drawn["coarse"][3] == pytest.approx(np.pi * (r / 2) ** 2, rel=0.06)
+    assert drawn["oval"][0] == "oval" and drawn["oval"][4] > 1.3, drawn
+
+
+def test_inpaint_spread_mm_sets_the_cluster_extent(models, tmp_path):
+    """Six 0.5 mm calcifications spread over 4 mm and over 10 mm (0.1 mm pixels): the cluster's extent follows (the
+    cluster is an ellipse of aspect up to 1.6: at most spread · √1.6 plus one calcification across)."""
+    src = big_breast(tmp_path)
+    extents = {}
+    for spread in ("4", "10"):
+        out = tmp_path / f"s{spread}.dcm"
+        assert main(["inpaint", str(src), "--model", str(models["mambo"]), "--lesion", "calcification", "--count", "6",
+                     "--size-mm", "0.5", "--spread-mm", spread, "--steps", "2", "--seed", "3", "--out", str(out),
+                     "--quiet", "--device", "cpu"]) == 0
+        assert read_provenance(out)["lesion"]["spread_mm"] == float(spread)
+        extents[spread] = np.ptp(np.argwhere(lesion_seg(out)), axis=0).max() * 0.1  # mm
+    assert extents["4"] <= 4 * np.sqrt(1.6) + 0.6 and extents["10"] > 1.5 * extents["4"], extents
+
+
+def test_inpaint_label_and_segment_choose_the_mask(models, tmp_path, capsys):
+    """A label map with label 1 (400 px) and label 2 (200 px): --label 2 inpaints 200 px, no --label all 600. A
+    DICOM SEG whose one segment is 'Lesion': --segment Lesion reads it, --segment Mass is a one-line error."""
+    from MammoSynthLogic.dicom_io import write_nrrd, write_segmentation
+
+    src = big_breast(tmp_path)
+    labels = np.zeros((512, 384), np.uint8)
+    labels[240:260, 40:60] = 1
+    labels[300:310, 40:60] = 2
+    write_nrrd(tmp_path / "labels.nrrd", labels, (0.1, 0.1))
+    write_segmentation(tmp_path / "seg.dcm", labels == 1, read_mammogram(src), label="Lesion")
+    base = ["inpaint", str(src), "--model", str(models["mambo"]), "--steps", "2", "--seed", "3", "--quiet",
+            "--device", "cpu"]
+    pixels = {}
+    for name, extra in {"label2": ("--mask", "labels.nrrd", "--label", "2"), "all": ("--mask", "labels.nrrd"),
+                        "segment": ("--mask", "seg.dcm", "--segment", "Lesion")}.items():
+        out = tmp_path / f"{name}.dcm"
+        extra = [str(tmp_path / a) if a.endswith((".nrrd", ".dcm")) else a for a in extra]
+        assert main(base + [*extra, "--out", str(out)]) == 0
+        record = read_provenance(out)
+        pixels[name] = (record["mask_pixels"], record["label"], record["segment"])
+    assert pixels == {"label2": (200, 2, None), "all": (600, None, None), "segment": (400, None, "Lesion")}
+    capsys.readouterr()
+    assert main(base + ["--mask", str(tmp_path / "seg.dcm"), "--segment", "Mass", "--out",
+                        str(tmp_path / "x.dcm")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no segment 'Mass'" in err and not (tmp_path / "x.dcm").exists()
+
+
+def test_inpaint_method_overrides_the_route_the_model_implies(models, inputs, tmp_path, monkeypatch):
+    """auto picks the route from the model (SD folder: sd; MAMBO bundles: repaint); --method takes the other one.
+    Both routes are stand-ins here that return the image unchanged: only the choice is under test."""
+    import MammoSynthLogic.commands.inpaint as command
+
+    taken = []
+    monkeypatch.setattr(command, "_sd_route", lambda args, image, *a, **k: taken.append("sd") or (image.pixels, {}))
+    monkeypatch.setattr(command, "_repaint_route",
+                        lambda args, image, *a, **k: taken.append("repaint") or (image.pixels, {}))
+    for model, method in (("inpaint", "auto"), ("mambo", "auto"), ("inpaint", "repaint"), ("mambo", "sd")):
+        out = tmp_path / f"{model}-{method}.dcm"
+        assert main(["inpaint", str(inputs["src"]), "--mask", str(inputs["mask"]), "--model", str(models[model]),
+                     "--method", method, "--seed", "1", "--out", str(out), "--quiet", "--device", "cpu"]) == 0
+        assert read_provenance(out)["method"] == taken[-1]
+    assert taken == ["sd", "repaint", "repaint", "sd"]

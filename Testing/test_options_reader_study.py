@@ -57,8 +57,8 @@ def test_prepare_seed_fixes_the_order_and_key_out_moves_the_key(inputs, tmp_path
 
 
 def test_prepare_n_synthetic_columns_and_bits(inputs, tmp_path):
-    """--n-synthetic 2 of 3 (all 3 real kept), --columns 96 (default 0.8 x 128 = 102), --bits 10 (default: the
-    inputs' 16): every exported file has that matrix and bit depth, its pixels within 10 bits."""
+    """--n-synthetic 2 of 3 (all 3 real kept), --rows 128 (default 2048), --columns 96 (default 0.8 x 128 = 102),
+    --bits 10 (default: the inputs' 16): every exported file has that matrix and bit depth, its pixels in 10 bits."""
     out = prepare(inputs, tmp_path / "s", "--seed", "1", "--n-synthetic", "2", "--columns", "96", "--bits", "10")
     truths = sorted(r["truth"] for r in key_rows(out / "_key"))
     assert truths == ["real"] * 3 + ["synthetic"] * 2
@@ -66,6 +66,20 @@ def test_prepare_n_synthetic_columns_and_bits(inputs, tmp_path):
         ds = pydicom.dcmread(path)
         assert (ds.Rows, ds.Columns, ds.BitsStored) == (128, 96, 10), path
         assert 0 < ds.pixel_array.max() < 1024
+
+
+def test_prepare_allow_upscale_lets_a_large_canvas_through(inputs, tmp_path, capsys):
+    """The 320-row films' breasts on a 1024-row canvas are enlarged more than 2x: refused with a one-line error
+    naming --allow-upscale, written at 1024 rows with it."""
+    call = ["reader-study", "prepare", "--real", str(inputs / "real"), "--synthetic", str(inputs / "synthetic"),
+            "--n-real", "1", "--n-synthetic", "1", "--seed", "1", "--rows", "1024", "--quiet"]
+    capsys.readouterr()
+    assert main(call + ["--out", str(tmp_path / "refused")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--allow-upscale" in err and not (tmp_path / "refused").exists()
+    assert main(call + ["--allow-upscale", "--out", str(tmp_path / "allowed")]) == 0
+    files = sorted((tmp_path / "allowed" / "reader").glob("case-*.dcm"))
+    assert len(files) == 2 and all(pydicom.dcmread(f, stop_before_pixels=True).Rows == 1024 for f in files)
 
 
 def background_fraction(path: Path) -> float:
