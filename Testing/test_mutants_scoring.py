@@ -128,3 +128,6 @@ def test_undefined_overall_values_are_nan_without_numpy_warnings():
         score = score_study(KEY, [calm])
     assert math.isnan(score.overall_mean["precision"]) and score.overall_mean["accuracy"] == 0.5
     assert all(math.isnan(v) for v in score.overall_sd.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(auc([1, 1], [4, 3])) and math.isnan(auc([0, 0], [4, 3]))  # one class only: no AUC
