@@ -24,11 +24,13 @@ declare -A TESTS=(
             $S::test_blend_weights_are_smooth_positive_and_symmetric $S::test_seam_mse_sees_a_step_at_a_tile_border
             $S::test_tile_index_gathers_and_scatters_like_slicing $S::test_blend_inverse_normalises_the_windows_to_one
             Testing/test_mutants_tiling.py"
-  [masks]="Testing/test_inpaint.py"
-  [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py"
+  [masks]="Testing/test_inpaint.py::test_nrrd_label_maps_2d_3d_and_label Testing/test_inpaint.py::test_png_and_seg_masks
+           Testing/test_inpaint.py::test_bad_masks_one_line_error_nothing_written
+           Testing/test_inpaint.py::test_output_over_an_input_is_refused Testing/test_mutants_masks.py"
+  [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py Testing/test_mutants_breast_mask.py"
   [preparation]="Testing/test_preparation.py Testing/test_properties.py Testing/test_mutants_preparation.py"
   [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py"
-  [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py"
+  [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py Testing/test_mutants_anomaly.py"
   [reader_study/scoring]="Testing/test_reader_study.py::test_binary_metrics_reproduce_mambo_expert_rows
                           Testing/test_reader_study.py::test_auc_and_roc_from_ratings
                           Testing/test_reader_study.py::test_score_command_writes_the_report

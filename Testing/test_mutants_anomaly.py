@@ -1,0 +1,84 @@
+"""Anomaly recipe: the behaviour that mutation testing (scripts/mutation.sh) found unchecked — where the cuts fall
+exactly, the blur width, the order of findings, the overlap score and the drawn mass — each with a known answer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from MammoSynthLogic.anomaly import (AnomalySettings, difference_map, drop_weak, findings, heat_map, insert_mass, iou,
+                                     label_map, positive_difference)
+
+
+def test_a_value_at_the_cut_or_the_floor_is_kept_and_the_map_is_a_copy():
+    diff = np.array([[0.25, 0.24, 1.0, 0.5]], np.float32)  # 0.25 and 0.5 are exact in binary
+    out = drop_weak(diff, cut=0.25)
+    np.testing.assert_array_equal(out, np.array([[0.25, 0, 1.0, 0.5]], np.float32))
+    assert diff[0, 1] == np.float32(0.24)  # the input is left alone
+    np.testing.assert_array_equal(drop_weak(diff, cut=0.0, min_difference=0.5), [[0, 0, 1.0, 0.5]])
+
+
+def test_positive_difference_is_float32_and_zero_outside_the_mask():
+    original = np.array([[0.9, 0.2], [0.7, 0.7]])
+    recon = np.array([[0.5, 0.5], [0.1, 0.9]])
+    mask = np.array([[True, True], [False, True]])
+    out = positive_difference(original, recon, mask)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [[0.4, 0], [0, 0]], atol=1e-7)
+    np.testing.assert_allclose(positive_difference(original, recon, mask, invert=True), [[0, 0.3], [0, 0.2]],
+                               atol=1e-7)
+
+
+def test_the_heat_map_is_the_difference_blurred_by_a_fraction_of_the_side():
+    texture = np.random.default_rng(0).uniform(0.3, 0.6, (64, 48)).astype(np.float32)
+    original = texture.copy()
+    original[28:33, 18:23] += 0.3  # a bright square the reconstruction lacks
+    mask = np.ones(original.shape, bool)
+    diff = difference_map(original, texture, mask)
+    assert diff[30, 20] > 0.2
+    heat = heat_map(original, texture, mask, AnomalySettings(sigma_fraction=1 / 16))  # sigma 64 / 16 = 4 px
+    assert heat.dtype == np.float32
+    np.testing.assert_allclose(heat, ndimage.gaussian_filter(diff, 4.0), atol=1e-6)
+    tiny = heat_map(original, texture, mask, AnomalySettings(sigma_fraction=0.0))  # at least half a pixel
+    np.testing.assert_allclose(tiny, ndimage.gaussian_filter(diff, 0.5), atol=1e-6)
+
+
+def test_label_map_threshold_and_floor_are_inclusive_and_an_empty_heat_map_has_no_labels():
+    heat = np.array([[0.0, 0.24, 0.25, 1.0]], np.float32)
+    np.testing.assert_array_equal(label_map(heat, 0.25), [[False, False, True, True]])
+    np.testing.assert_array_equal(label_map(heat, 0.0, min_difference=0.25), [[False, False, True, True]])
+    np.testing.assert_array_equal(label_map(heat, 0.0), [[False, True, True, True]])  # never the zeros
+    labels = label_map(np.zeros((3, 3), np.float32), 0.3)
+    assert labels.dtype == bool and not labels.any()
+    assert not label_map(np.full((2, 2), -1.0, np.float32), 0.3).any()
+
+
+def test_findings_are_the_connected_parts_largest_first():
+    labels = np.zeros((10, 10), bool)
+    labels[0:2, 0:2] = True  # 4 pixels
+    labels[5:8, 5:8] = True  # 9 pixels
+    labels[0, 9] = True  # 1 pixel
+    parts = findings(labels)
+    assert [int(p.sum()) for p in parts] == [9, 4, 1] and parts[0][6, 6] and parts[2][0, 9]
+    assert findings(np.zeros((3, 3), bool)) == []
+
+
+def test_iou_of_known_overlaps():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    assert iou(a, b) == 1.0  # two empty maps agree
+    a[0, :] = True
+    b[0, :2] = True
+    b[1, :2] = True
+    assert iou(a, b) == 2 / 6 and iou(a, ~a) == 0.0
+
+
+def test_the_drawn_mass_peaks_at_its_contrast_in_the_centre_and_is_clipped_to_one():
+    image = np.full((60, 60), 0.2, np.float32)
+    out, truth = insert_mass(image, (30, 25), radius=8, contrast=0.5)
+    assert out[30, 25] == pytest.approx(0.7) and truth[30, 25] and out.dtype == np.float32
+    assert (out[~truth] <= 0.2 + 1e-6).all() and not truth[30, 25 + 12] and not truth[30 + 12, 25]
+    bright, _ = insert_mass(np.full((60, 60), 0.9, np.float32), (30, 25), radius=8, contrast=0.5)
+    assert bright.max() == 1.0
+    same = insert_mass(image, (30, 25), 8, 0.5, rng=np.random.default_rng(0))[0]
+    np.testing.assert_array_equal(out, same)  # no generator given: the lobes of seed 0
