@@ -29,20 +29,24 @@ class Tile:
         return self.y + self.size / 2, self.x + self.size / 2
 
 
-def positions(length: int, size: int, overlap: int) -> list[int]:
-    """Tile starts along one axis: step `size - overlap`, the last tile flush with the end (no missing rows)."""
+def positions(length: int, size: int, overlap: int, shifted: bool = False) -> list[int]:
+    """Tile starts along one axis: step `size - overlap`, the last tile flush with the end (no missing rows).
+    `shifted`: every start but the first moved on by half a step (held at the end): the grid whose tile borders
+    lie in the middle of the other's tiles."""
     if not 0 <= overlap < size:
         raise ValueError(f"overlap {overlap} must be in [0, {size})")
     if length <= size:
         return [0]
     stride = size - overlap
-    starts = list(range(0, length - size, stride))
-    return starts + [length - size]
+    starts = list(range(0, length - size, stride)) + [length - size]
+    if shifted:
+        starts = sorted({0, *(min(p + stride // 2, length - size) for p in starts)})
+    return starts
 
 
-def grid(height: int, width: int, size: int, overlap: int) -> list[Tile]:
-    """All tiles of a canvas in row order (MAMBO's sequential order)."""
-    ys, xs = positions(height, size, overlap), positions(width, size, overlap)
+def grid(height: int, width: int, size: int, overlap: int, shifted: bool = False) -> list[Tile]:
+    """All tiles of a canvas in row order (MAMBO's sequential order); `shifted`: see `positions`."""
+    ys, xs = positions(height, size, overlap, shifted), positions(width, size, overlap, shifted)
     return [Tile(i, j, y, x, size, i * len(xs) + j) for i, y in enumerate(ys) for j, x in enumerate(xs)]
 
 

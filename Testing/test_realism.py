@@ -90,6 +90,9 @@ def test_seam_zones_follow_the_tiling_grid():
     assert zones["patch"][0] == (55, 63) and len(zones["patch"]) == len(range(0, 1024 - 64, 56))
     # Local stage: a 256² canvas with the same tiles, scaled ×4 to the image.
     assert zones["local"][0] == (223, 255)
+    # Parallel tiling alternates with the grid shifted by half a step (starts 0, 28, 84, …): both grids' bands count
+    both = realism.seam_zones(1024, 64, 4, 8, shifted=True)
+    assert set(zones["patch"]) < set(both["patch"]) and (83, 91) in both["patch"] and (27, 63) in both["patch"]
 
 
 def test_lesion_texture_inside_vs_around():

@@ -113,9 +113,11 @@ def beta(pixels: np.ndarray, mask: np.ndarray, roi_side: Optional[int] = None) -
     return float("nan") if found is None else fit_beta(found[0], found[1])
 
 
-def seam_zones(side: int, tile_size: int, k: int, overlap: Optional[int]) -> dict[str, list[tuple[int, int]]]:
+def seam_zones(side: int, tile_size: int, k: int, overlap: Optional[int],
+               shifted: bool = False) -> dict[str, list[tuple[int, int]]]:
     """Per MAMBO stage, the runs of boundaries [first, last) of a side² image where two tiles meet: each overlap band
-    of the stage's grid (the tile edge itself where tiles do not overlap), scaled from the stage's canvas.
+    of the stage's grid (the tile edge itself where tiles do not overlap), scaled from the stage's canvas; with
+    `shifted` (parallel tiling, whose steps alternate between two grids), those of the shifted grid too.
 
     Boundary i lies between pixel rows (or columns) i and i + 1."""
     from MammoSynthLogic.tiling import positions
@@ -124,9 +126,12 @@ def seam_zones(side: int, tile_size: int, k: int, overlap: Optional[int]) -> dic
     zones = {}
     for stage, canvas in (("local", side // k), ("patch", side)):
         scale = side / canvas
-        starts = positions(canvas, tile_size, overlap) if canvas > tile_size else [0]
-        zones[stage] = [(max(0, round(start * scale) - 1), max(round(start * scale), round((prev + tile_size) * scale) - 1))
-                        for prev, start in zip(starts, starts[1:])]
+        zones[stage] = []
+        for grid in (False, True) if shifted else (False,):
+            starts = positions(canvas, tile_size, overlap, grid) if canvas > tile_size else [0]
+            zones[stage] += [(max(0, round(start * scale) - 1),
+                              max(round(start * scale), round((prev + tile_size) * scale) - 1))
+                             for prev, start in zip(starts, starts[1:])]
     return zones
 
 
@@ -185,8 +190,9 @@ class ImageRealism:
         return d
 
 
-def _geometry(path: Path, options: RealismOptions) -> tuple[int, int, Optional[int]]:
-    """Tile size, k and overlap recorded in a synthetic DICOM's provenance, else the options'."""
+def _geometry(path: Path, options: RealismOptions) -> tuple[int, int, Optional[int], bool]:
+    """Tile size, k, overlap and whether the tiling was parallel (two alternating grids) recorded in a synthetic
+    DICOM's provenance, else the options' (one grid)."""
     if path.suffix.lower() not in (".png", ".nrrd"):
         from MammoSynthLogic.dicom_io import read_provenance
 
@@ -195,8 +201,9 @@ def _geometry(path: Path, options: RealismOptions) -> tuple[int, int, Optional[i
         except (MammoSynthError, ValueError, KeyError, json.JSONDecodeError):
             prov = {}
         if prov.get("pipeline") == "mambo" and "s" in prov:
-            return int(prov["s"]), int(prov["k"]), prov.get("settings", {}).get("overlap")
-    return options.tile_size, options.k, options.overlap
+            settings = prov.get("settings", {})
+            return int(prov["s"]), int(prov["k"]), settings.get("overlap"), settings.get("tiling") == "parallel"
+    return options.tile_size, options.k, options.overlap, False
 
 
 def measure_image(path: Path, options: RealismOptions, key: int) -> ImageRealism:
@@ -210,7 +217,7 @@ def measure_image(path: Path, options: RealismOptions, key: int) -> ImageRealism
     shape = (options.size, options.size)
     square = resize(prepared.pixels, shape)
     region, mask = resize(prepared.region, shape) > 0.5, resize(prepared.mask, shape) > 0.5
-    tile, k, overlap = _geometry(path, options)
+    tile, k, overlap, shifted = _geometry(path, options)
     found = texture_spectrum(square, mask, ROI_SIDE)
     rows, cols = np.nonzero(region)
     rng = np.random.default_rng([options.seed, key])
@@ -226,7 +233,7 @@ def measure_image(path: Path, options: RealismOptions, key: int) -> ImageRealism
         width=float((cols.max() - cols.min() + 1) / options.size) if len(cols) else 0.0,
         mean_intensity=float(values.mean()) if len(values) else 0.0,
         seams={stage: seam_ratio(square, mask, zones)
-               for stage, zones in seam_zones(options.size, tile, k, overlap).items()},
+               for stage, zones in seam_zones(options.size, tile, k, overlap, shifted).items()},
         spectrum=([], []) if found is None else (found[0].tolist(), found[1].tolist()),
         intensities=values.astype(np.float32),
     )

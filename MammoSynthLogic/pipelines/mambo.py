@@ -295,9 +295,10 @@ class MamboPipeline:
         up = upsampled(coarse, side)
         start = up if settings.strength < 1 else None
         if settings.tiling == "parallel":
-            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, tiles, lambda out: contexts(tiles, up, out),
-                                         2 + bundle.aligned_context, side, seed, settings, counter, chunk, reporter,
-                                         start)
+            grids = [tiles, covering(tiling.grid(side, side, self.s, settings.overlap, shifted=True), tiles, side)]
+            canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, grids,
+                                         lambda g, out: contexts(g, up, out), 2 + bundle.aligned_context, side, seed,
+                                         settings, counter, chunk, reporter, start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
             done = torch.zeros((side, side), dtype=torch.bool, device=dev)
@@ -329,25 +330,33 @@ class MamboPipeline:
             canvas[t.slices] = tile_out
             done[t.slices] = True
 
-    def parallel_stage(self, stage: str, unet, scheduler_config: dict, tiles: list[tiling.Tile],
-                       contexts: Callable[[torch.Tensor], torch.Tensor], context_channels: int, side: int, seed: int,
-                       settings: MamboSettings,
-                       counter: Counter, chunk: int, reporter: Reporter,
+    def parallel_stage(self, stage: str, unet, scheduler_config: dict, grids: list[list[tiling.Tile]],
+                       contexts: Callable[[list[tiling.Tile], torch.Tensor], torch.Tensor], context_channels: int,
+                       side: int, seed: int, settings: MamboSettings, counter: Counter, chunk: int, reporter: Reporter,
                        start: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side),
-        in place. The U-Net input is allocated once with its context channels (`contexts(out)` fills them); each
-        chunk's predictions are added onto the noise canvas times the tiles' window as they come, and the sum is
-        divided by the canvas's window sum (precomputed inverse): a weighted mean, no per-tile weight buffer."""
-        dev, s, n = self.device, self.s, len(tiles)
-        index = tiling.TileIndex(tiles, dev)
-        parts = [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)]
+        in place. Steps alternate between the `grids` (the grid, then one shifted by half a tile step that covers
+        it): no tile border stays in one place, so none is drawn into the image as a seam. Per grid, the U-Net input
+        is allocated once with its context channels (`contexts(tiles, out)` fills them); each chunk's predictions are
+        added onto the noise canvas times the tiles' window as they come, and the sum is divided by the canvas's
+        window sum (precomputed inverse): a weighted mean, no per-tile weight buffer. Pixels outside the first grid
+        end as background."""
+        dev, s = self.device, self.s
         window = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
-        inv = index.inverse(window, (side, side))
-        inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
-        contexts(inp[:, 1:])
+        passes = []
+        for tiles in grids:
+            n = len(tiles)
+            index = tiling.TileIndex(tiles, dev)
+            inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
+            contexts(tiles, inp[:, 1:])
+            passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)],
+                           index.inverse(window, (side, side)), inp))
         eps = torch.empty((1, 1, side, side), device=dev)
+        calls = [0]
 
         def predict(x: torch.Tensor, t) -> torch.Tensor:
+            index, parts, inv, inp = passes[calls[0] % len(passes)]
+            calls[0] += 1
             index.gather(x[0, 0], out=inp[:, 0])
             eps.zero_()
             for i, part in parts:
@@ -362,7 +371,15 @@ class MamboPipeline:
         x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
                    on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
                    start=None if start is None else start[None, None], strength=settings.strength)
-        return x[0, 0].masked_fill_(inv == 0, BACKGROUND)
+        return x[0, 0].masked_fill_(passes[0][2] == 0, BACKGROUND)
+
+
+def covering(candidates: list[tiling.Tile], tiles: list[tiling.Tile], side: int) -> list[tiling.Tile]:
+    """The candidates that hold any pixel of the `tiles`: together they cover every pixel the tiles cover."""
+    covered = np.zeros((side, side), dtype=bool)
+    for t in tiles:
+        covered[t.slices] = True
+    return tiling.active(candidates, covered)
 
 
 def sequential_batches(counters: dict[str, Counter]) -> int:
@@ -382,12 +399,15 @@ def expected_counts(size: int, s: int, k: int, settings: MamboSettings, chunk: O
     scheduler = make_scheduler(settings.sampler, {"num_train_timesteps": 1000})
     scheduler.set_timesteps(settings.steps)
     steps = settings.steps - (entry_index(scheduler, settings.strength) if settings.strength < 1 else 0)
-    fwd = settings.global_steps + sum(len(g) for g in grids) * steps
-    if settings.tiling == "parallel":
-        per_step = sum(math.ceil(len(g) / (chunk or len(g))) for g in grids)
-    elif settings.tiling == "wavefront":
-        per_step = sum(len(tiling.wavefronts(g)) for g in grids)
+    if settings.tiling == "parallel":  # steps alternate between the grid and the shifted one
+        shifted = [tiling.grid(n, n, s, overlap, shifted=True) for n in (mid, size)]
+        per_step = [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in grids], \
+                   [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in shifted]
+        counts = [per_step[i % 2] for i in range(steps)]
+        fwd = sum(f for step in counts for f, _ in step)
+        batches = sum(b for step in counts for _, b in step)
     else:
-        per_step = sum(len(g) for g in grids)
-    return {"unet_forwards": fwd, "sequential_unet_batches": settings.global_steps + steps * per_step,
+        fwd = sum(len(g) for g in grids) * steps
+        batches = steps * sum(len(tiling.wavefronts(g)) if settings.tiling == "wavefront" else len(g) for g in grids)
+    return {"unet_forwards": settings.global_steps + fwd, "sequential_unet_batches": settings.global_steps + batches,
             "tiles_mid": len(grids[0]), "tiles_full": len(grids[1])}
