@@ -29,7 +29,7 @@ declare -A TESTS=(
            Testing/test_inpaint.py::test_output_over_an_input_is_refused Testing/test_mutants_masks.py"
   [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py Testing/test_mutants_breast_mask.py"
   [preparation]="Testing/test_preparation.py Testing/test_properties.py Testing/test_mutants_preparation.py"
-  [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py"
+  [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py Testing/test_mutants_dicom_io.py"
   [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py Testing/test_mutants_anomaly.py"
   [reader_study/scoring]="Testing/test_reader_study.py::test_binary_metrics_reproduce_mambo_expert_rows
                           Testing/test_reader_study.py::test_auc_and_roc_from_ratings
