@@ -146,7 +146,8 @@ class TileIndex:
     def inverse(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         """1 / `weight_sum`, 0 where no tile covers."""
         total = self.weight_sum(weights, shape)
-        return torch.where(total > 0, 1 / total.clamp_min(1e-12), 0.0)
+        covered = total > 0
+        return total.clamp_(min=1e-12).reciprocal_().mul_(covered)  # in place: a canvas-sized temporary fewer
 
 
 def chunks(items: list, n: int) -> Iterable[list]:
