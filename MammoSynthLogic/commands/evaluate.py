@@ -63,14 +63,19 @@ def add_generation(kinds, parents) -> None:
 
 
 def run_generation(args: argparse.Namespace, reporter) -> int:
+    from MammoSynthLogic import memory
     from MammoSynthLogic.devices import select_device
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.metrics.generation import evaluate_generation, generation_markdown
-    from MammoSynthLogic.metrics.images import SummaryOptions
+    from MammoSynthLogic.metrics.images import SummaryOptions, find_images
 
     for flag in ("global_size", "patch_size", "patches", "max_pairs", "diversity_images"):
         if getattr(args, flag) < 1:
             raise MammoSynthError(f"--{flag.replace('_', '-')}", "must be a positive number")
+    memory.check_terms(memory.generation_terms(
+        memory.ImageSet.read(memory.found_images([args.real, args.synthetic], find_images)), args.size,
+        args.global_size, args.patch_size, args.patches, args.diversity_images,
+        memory.file_bytes(args.features, args.lpips_weights)))
     options = SummaryOptions(size=args.size, global_size=args.global_size, patch_size=args.patch_size,
                              patches=args.patches, seed=args.seed)
     result = evaluate_generation(args.real, args.synthetic, features=args.features, lpips=args.lpips_weights,
@@ -99,8 +104,13 @@ def add_dualview(kinds, parents) -> None:
 def run_dualview(args: argparse.Namespace, reporter) -> int:
     """Pairs of both sets, Tables 1-2, the report and the violin plot."""
     from MammoSynthLogic import dualview_metrics as dm
+    from MammoSynthLogic import memory
+    from MammoSynthLogic.dicom_io import find_dicoms
     from MammoSynthLogic.errors import MammoSynthError
 
+    sets = {name: getattr(args, name) for name in ("real", "synthetic")}
+    memory.check_terms(memory.dualview_terms({f"--{name} {' '.join(map(str, paths))}": memory.ImageSet.read(
+        find_dicoms(paths)[0]) for name, paths in sets.items()}, args.work_size))
     found = {}
     for n, name in enumerate(("real", "synthetic")):
         reporter.update("finding pairs", n, 2)
@@ -149,6 +159,7 @@ def _images(paths: list[Path]) -> list[Path]:
 
 
 def run_realism(args: argparse.Namespace, reporter) -> int:
+    from MammoSynthLogic import memory
     from MammoSynthLogic.errors import MammoSynthError
     from MammoSynthLogic.metrics import realism
 
@@ -159,6 +170,7 @@ def run_realism(args: argparse.Namespace, reporter) -> int:
     if args.masks and len(args.masks) != len(synthetic):
         raise MammoSynthError("--masks", f"{len(args.masks)} masks for {len(synthetic)} synthetic images; give one "
                               "per image, in the same order")
+    memory.check_terms(memory.realism_terms(memory.ImageSet.read(real + synthetic), args.size))
     options = realism.RealismOptions(size=args.size, tile_size=args.tile_size, k=args.k, overlap=args.overlap)
     result, real_measured, synthetic_measured = realism.compare(real, synthetic, options, reporter)
     if args.masks:

