@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import types
+from pathlib import Path
 
 import nrrd
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 from dicom_factory import mammogram_dataset, save, synthetic_breast
 from MammoSynthLogic.dicom_io import read_mammogram, write_nrrd, write_segmentation
 from MammoSynthLogic.errors import MammoSynthError
-from MammoSynthLogic.masks import read_mask
+from MammoSynthLogic.masks import _select, read_mask
 
 
 def image_of(rows: int, columns: int):
@@ -157,3 +158,10 @@ def test_a_mask_of_another_size_or_an_empty_mask_is_refused(tmp_path):
         with pytest.raises(MammoSynthError) as caught:
             read_mask(tmp_path / name, image)
         assert (caught.value.what, caught.value.why) == (str(tmp_path / name), why)
+
+
+def test_the_labels_present_are_listed_up_to_ten():
+    labels = np.arange(12, dtype=np.uint8).reshape(3, 4)  # 0 and labels 1..11
+    with pytest.raises(MammoSynthError) as caught:
+        _select(labels, 12, Path("m.png"))
+    assert caught.value.why == "label 12 is not in the mask (labels present: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)"
