@@ -30,6 +30,9 @@ from MammoSynthLogic.sampling import (Counter, canvas_scheduler, entry_index, fo
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
 BACKGROUND_TOLERANCE = 0.01  # [0, 1] units: darker than this in the coarser stage counts as background
+# Parallel tiling's last steps (t below this fraction of T) are taken on the grid alone: where the two grids' tiles
+# disagree most (the skin line, whose place in the tile differs), alternating to the end leaves speckle.
+SINGLE_GRID_BELOW = 0.1
 TILINGS = ("parallel", "wavefront", "sequential")
 
 
@@ -336,7 +339,8 @@ class MamboPipeline:
                        start: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side),
         in place. Steps alternate between the `grids` (the grid, then one shifted by half a tile step that covers
-        it): no tile border stays in one place, so none is drawn into the image as a seam. Per grid, the U-Net input
+        it): no tile border stays in one place, so none is drawn into the image as a seam; the last steps (t below
+        `SINGLE_GRID_BELOW`·T) use the grid alone. Per grid, the U-Net input
         is allocated once with its context channels (`contexts(tiles, out)` fills them); each chunk's predictions are
         added onto the noise canvas times the tiles' window as they come, and the sum is divided by the canvas's
         window sum (precomputed inverse): a weighted mean, no per-tile weight buffer. Pixels outside the first grid
@@ -353,9 +357,10 @@ class MamboPipeline:
                            index.inverse(window, (side, side)), inp))
         eps = torch.empty((1, 1, side, side), device=dev)
         calls = [0]
+        last_grid_only = SINGLE_GRID_BELOW * scheduler_config.get("num_train_timesteps", 1000)
 
         def predict(x: torch.Tensor, t) -> torch.Tensor:
-            index, parts, inv, inp = passes[calls[0] % len(passes)]
+            index, parts, inv, inp = passes[0 if t < last_grid_only else calls[0] % len(passes)]
             calls[0] += 1
             index.gather(x[0, 0], out=inp[:, 0])
             eps.zero_()
@@ -399,11 +404,12 @@ def expected_counts(size: int, s: int, k: int, settings: MamboSettings, chunk: O
     scheduler = make_scheduler(settings.sampler, {"num_train_timesteps": 1000})
     scheduler.set_timesteps(settings.steps)
     steps = settings.steps - (entry_index(scheduler, settings.strength) if settings.strength < 1 else 0)
-    if settings.tiling == "parallel":  # steps alternate between the grid and the shifted one
+    if settings.tiling == "parallel":  # steps alternate between the grid and the shifted one, the last on the grid
         shifted = [tiling.grid(n, n, s, overlap, shifted=True) for n in (mid, size)]
         per_step = [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in grids], \
                    [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in shifted]
-        counts = [per_step[i % 2] for i in range(steps)]
+        last = SINGLE_GRID_BELOW * scheduler.config.num_train_timesteps
+        counts = [per_step[0 if t < last else i % 2] for i, t in enumerate(scheduler.timesteps[-steps:])]
         fwd = sum(f for step in counts for f, _ in step)
         batches = sum(b for step in counts for _, b in step)
     else:
