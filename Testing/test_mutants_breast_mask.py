@@ -90,3 +90,11 @@ def test_area_and_side_from_a_given_region_or_from_the_pixels():
     assert breast_area_fraction(pixels, region) == region.mean() and breast_side(pixels, region) == "right"
     tie = np.zeros((300, 240), bool)  # equal thirds: the brighter third decides (the breast is on the left)
     assert breast_side(pixels, tie) == "left" and breast_side(pixels[:, ::-1], tie) == "right"
+
+
+def test_describe_breaks_a_tie_of_the_region_with_the_pixels():
+    pixels = np.zeros((300, 300), np.float32)
+    pixels[50:250, 50:250] = 0.5  # a mirror-symmetric region: its thirds tie
+    pixels[120:180, 60:90] = 1.0  # the brighter third is the left one
+    assert describe(pixels)[0] == "left" and describe(pixels[:, ::-1])[0] == "right"
+    assert describe(pixels)[1] == float(breast_region(pixels).mean())
