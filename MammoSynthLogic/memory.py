@@ -46,6 +46,13 @@ EVAL_SQUARE_BYTES_PER_PIXEL = 6.0  # its prepared square (pixels, region, mask)
 GENERATION_SIZE_BYTES_PER_PIXEL = 12.0  # per --size² pixel: the resized square, mask and region, patches cut from it
 EVAL_PATCH_BYTES_PER_PIXEL = 24.0  # random and ROI patches, the feature batch made of them (3 channels)
 REALISM_BYTES_PER_PIXEL = 36.0  # per --size² pixel: ROI spectra, smoothed image, neighbour differences (float64)
+# With --features (random weights of the FID Inception's shape, same films, --size 2048): +0.66 GB with 4 patches an
+# image (the weights twice while loaded, the network's working memory); alone, a 299² forward grows by 16 MB an image.
+# With both networks (bench_memory.py --lpips-net vgg|alex) the estimate is 1.13-1.29x the peaks.
+INCEPTION_BYTES = 500e6
+INCEPTION_BYTES_PER_IMAGE = 16e6  # up to 16 patches go through it together
+# LPIPS forward, bytes per pixel of a pair (batch of 8 pairs at 256², alone): VGG 1961, SqueezeNet 609, AlexNet 193.
+LPIPS_BYTES_PER_PIXEL = {"vgg": 2000.0, "squeeze": 650.0, "alex": 200.0}
 DUALVIEW_WORK_BYTES_PER_PIXEL = 12.0  # per --work-size² pixel: resized views, Otsu masks (one pair at a time)
 
 
@@ -219,18 +226,57 @@ def image_bytes(images: ImageSet, square_side: int) -> float:
     return EVAL_SOURCE_BYTES_PER_PIXEL * float(images.most) + EVAL_SQUARE_BYTES_PER_PIXEL * float(square_side) ** 2
 
 
+def lpips_net(path: Path) -> str:
+    """The trunk of an LPIPS safetensors file, from its keys and first kernel's shape (no tensor is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        keys = list(f.keys())
+        if any("squeeze" in k for k in keys):
+            return "squeeze"
+        first = next((k for k in ("net.slice1.0.weight", "net.slices.0.0.weight") if k in keys), None)
+        return "alex" if first and tuple(f.get_slice(first).get_shape()[-2:]) == (11, 11) else "vgg"
+
+
+@dataclasses.dataclass(frozen=True)
+class Networks:
+    """The weights files `evaluate generation` is given (None: that metric is skipped)."""
+
+    features: Optional[Path] = None
+    lpips: Optional[Path] = None
+
+    def lpips_bytes_per_pixel(self) -> float:
+        """An LPIPS forward per pixel of a pair (the largest trunk's when the file cannot be read: it fails later)."""
+        if self.lpips is None or not Path(self.lpips).is_file():
+            return 0.0
+        try:
+            return LPIPS_BYTES_PER_PIXEL[lpips_net(Path(self.lpips))]
+        except Exception:  # not safetensors: the loader says so in its own words
+            return LPIPS_BYTES_PER_PIXEL["vgg"]
+
+
 def generation_terms(images: ImageSet, size: Optional[int], global_size: int, patch_size: int, patches: int,
-                     diversity_images: int, weight_bytes: float = 0.0) -> list[tuple[str, float]]:
-    """`evaluate generation` on both sets (`images`), by what grows: the largest image (its square padded to a
-    multiple of 256), the --size square, the whole-image versions kept for diversity, the patches of one image."""
+                     diversity_images: int, networks: Networks = Networks(), largest_set: int = 0,
+                     max_pairs: int = 1000) -> list[tuple[str, float]]:
+    """`evaluate generation` on both sets (`images`; `largest_set` images in the larger one), by what grows: the
+    largest image (its square padded to a multiple of 256), the --size square, the whole-image versions kept for
+    diversity and the LPIPS pairs of them, the patches of one image and their LPIPS pairs, the networks."""
     from MammoSynthLogic.preparation import padded_side
 
     kept = 2 * min(diversity_images, images.count) + 4  # both sets' diversity subsets, and those being compared
-    terms = [("", EVAL_PROCESS_BYTES["generation"] + weight_bytes + EVAL_PER_IMAGE_BYTES * images.count),
+    chosen = min(diversity_images, largest_set)
+    pairs = min(16, max_pairs, chosen * (chosen - 1) // 2)  # LPIPS compares 16 pairs at a time
+    per_pair = networks.lpips_bytes_per_pixel()
+    inception = INCEPTION_BYTES + INCEPTION_BYTES_PER_IMAGE * min(16, patches) if file_bytes(networks.features) else 0.0
+    on_thumbs = per_pair * pairs * float(global_size) ** 2
+    on_patches = per_pair * min(16, patches) * float(patch_size) ** 2
+    on_thumbs, on_patches = (on_thumbs, 0.0) if on_thumbs >= on_patches else (0.0, on_patches)  # never both at once
+    terms = [("", EVAL_PROCESS_BYTES["generation"] + file_bytes(networks.features, networks.lpips) + inception
+              + EVAL_PER_IMAGE_BYTES * images.count),
              (str(images.largest), image_bytes(images, padded_side((images.longest, 1)))),
-             (f"--global-size {global_size}", 4.0 * kept * float(global_size) ** 2),
+             (f"--global-size {global_size}", 4.0 * kept * float(global_size) ** 2 + on_thumbs),
              (f"--patch-size {patch_size} --patches {patches}",
-              EVAL_PATCH_BYTES_PER_PIXEL * patches * float(patch_size) ** 2)]
+              EVAL_PATCH_BYTES_PER_PIXEL * patches * float(patch_size) ** 2 + on_patches)]
     return terms + ([(f"--size {size}", GENERATION_SIZE_BYTES_PER_PIXEL * float(size) ** 2)] if size else [])
 
 

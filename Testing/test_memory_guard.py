@@ -12,11 +12,11 @@ from MammoSynthLogic.cli import main
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.memory import (ANOMALY_SOURCE_BYTES_PER_PIXEL, CANVAS_BYTES_PER_PIXEL,
                                     DUALVIEW_WORK_BYTES_PER_PIXEL, EVAL_SOURCE_BYTES_PER_PIXEL,
-                                    EVAL_SQUARE_BYTES_PER_PIXEL, GENERATION_SIZE_BYTES_PER_PIXEL,
-                                    READER_CANVAS_BYTES_PER_PIXEL, REALISM_BYTES_PER_PIXEL, ImageSet, ModelSize,
-                                    anomaly_bytes, anomaly_need, check_fits, check_terms, dualview_terms,
-                                    generation_terms, header_shape, mambo_bytes, reader_study_bytes, realism_terms,
-                                    source_bytes)
+                                    EVAL_SQUARE_BYTES_PER_PIXEL, GENERATION_SIZE_BYTES_PER_PIXEL, INCEPTION_BYTES,
+                                    LPIPS_BYTES_PER_PIXEL, READER_CANVAS_BYTES_PER_PIXEL, REALISM_BYTES_PER_PIXEL,
+                                    ImageSet, ModelSize, Networks, anomaly_bytes, anomaly_need, check_fits,
+                                    check_terms, dualview_terms, generation_terms, header_shape, lpips_net,
+                                    mambo_bytes, reader_study_bytes, realism_terms, source_bytes)
 from tiny_bundles import make_tiny_bundle, make_tiny_mambo_set, tiny_unet
 
 torch.set_num_threads(1)
@@ -194,3 +194,48 @@ def test_image_headers_give_the_shape_the_readers_decode(tmp_path):
     images = ImageSet.read([tmp_path / "a.png", dicom, tmp_path / "broken.png"])
     assert (images.most, images.longest, images.total, images.count) == (6300, 90, 12600, 3)
     assert ImageSet.read([dicom, dicom]).count == 2 and ImageSet.read([]).largest is None
+
+
+@pytest.mark.parametrize("net", ["alex", "squeeze", "vgg"])
+def test_generation_counts_the_networks_it_is_given(tmp_path, net):
+    from safetensors.torch import save_file
+
+    from MammoSynthLogic.metrics.lpips import Lpips
+
+    weights = tmp_path / f"{net}.safetensors"
+    save_file({k: v.contiguous() for k, v in Lpips(net).state_dict().items()}, str(weights))
+    assert lpips_net(weights) == net  # from the keys and the first kernel, as the loader tells the trunks apart
+    features = tmp_path / "inception.safetensors"
+    features.write_bytes(b"x" * 1000)  # only its size is read
+    film = ImageSet(largest=tmp_path / "f.dcm", most=4000 * 3000, longest=4000, total=200 * 4000 * 3000, count=200)
+    bare = dict(generation_terms(film, None, 256, 256, 4, 100, largest_set=100))
+    both = dict(generation_terms(film, None, 256, 256, 4, 100, Networks(features, weights), largest_set=100))
+    assert both[""] - bare[""] == pytest.approx(1000 + weights.stat().st_size + INCEPTION_BYTES + 4 * 16e6)
+    # LPIPS compares 16 thumb pairs at a time (more than the 4 patch pairs of one image): counted there only
+    assert both["--global-size 256"] - bare["--global-size 256"] == pytest.approx(
+        LPIPS_BYTES_PER_PIXEL[net] * 16 * 256 ** 2)
+    assert both["--patch-size 256 --patches 4"] == bare["--patch-size 256 --patches 4"]
+    big_patches = dict(generation_terms(film, None, 256, 2048, 4, 100, Networks(lpips=weights), largest_set=100))
+    assert big_patches["--patch-size 2048 --patches 4"] == pytest.approx(
+        (24.0 * 4 + LPIPS_BYTES_PER_PIXEL[net] * 4) * 2048 ** 2)
+    few = dict(generation_terms(film, None, 256, 256, 4, 100, Networks(lpips=weights), largest_set=3))  # 3 pairs
+    assert few["--global-size 256"] == pytest.approx(4.0 * (2 * 100 + 4) * 256 ** 2)  # fewer than 4 patch pairs
+    assert few["--patch-size 256 --patches 4"] == pytest.approx((24.0 * 4 + LPIPS_BYTES_PER_PIXEL[net] * 4) * 256 ** 2)
+
+
+def test_generation_refuses_lpips_on_huge_thumbs_before_loading_it(tmp_path, capsys, eight_gb_free):
+    from safetensors.torch import save_file
+
+    from MammoSynthLogic.metrics.lpips import Lpips
+
+    weights = tmp_path / "alex.safetensors"
+    save_file({k: v.contiguous() for k, v in Lpips("alex").state_dict().items()}, str(weights))
+    for i in range(6):
+        save(mammogram_dataset(synthetic_breast(seed=i)), tmp_path / "in" / f"{i}.dcm")
+    args = ["evaluate", "generation", "--real", str(tmp_path / "in"), "--synthetic", str(tmp_path / "in"),
+            "--global-size", "2048", "--out", str(tmp_path / "e"), "--quiet"]
+    assert 16 * LPIPS_BYTES_PER_PIXEL["alex"] * 2048 ** 2 > FREE > 2 * 6 * 4.0 * 2048 ** 2  # only LPIPS is too much
+    absent = tmp_path / "absent.safetensors"  # refused before any weights file is opened
+    code = main([*args, "--lpips-weights", str(weights), "--features", str(absent)])
+    err, needed = refusal(capsys)
+    assert code == 2 and err.startswith("error: --global-size 2048: needs about ") and not (tmp_path / "e").exists()

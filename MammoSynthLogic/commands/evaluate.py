@@ -72,10 +72,11 @@ def run_generation(args: argparse.Namespace, reporter) -> int:
     for flag in ("global_size", "patch_size", "patches", "max_pairs", "diversity_images"):
         if getattr(args, flag) < 1:
             raise MammoSynthError(f"--{flag.replace('_', '-')}", "must be a positive number")
+    real, synthetic = (memory.found_images([folder], find_images) for folder in (args.real, args.synthetic))
     memory.check_terms(memory.generation_terms(
-        memory.ImageSet.read(memory.found_images([args.real, args.synthetic], find_images)), args.size,
-        args.global_size, args.patch_size, args.patches, args.diversity_images,
-        memory.file_bytes(args.features, args.lpips_weights)))
+        memory.ImageSet.read(real + synthetic), args.size, args.global_size, args.patch_size, args.patches,
+        args.diversity_images, memory.Networks(args.features, args.lpips_weights), max(len(real), len(synthetic)),
+        args.max_pairs))
     options = SummaryOptions(size=args.size, global_size=args.global_size, patch_size=args.patch_size,
                              patches=args.patches, seed=args.seed)
     result = evaluate_generation(args.real, args.synthetic, features=args.features, lpips=args.lpips_weights,

