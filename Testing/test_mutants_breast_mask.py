@@ -49,6 +49,9 @@ def test_the_largest_blob_is_kept_never_the_background():
     np.testing.assert_array_equal(_largest_component(mask), expected)
     empty = np.zeros((4, 4), bool)
     assert not _largest_component(empty).any()
+    dot = np.zeros((4, 4), bool)
+    dot[2, 2] = True  # one pixel: still the blob, not the background
+    np.testing.assert_array_equal(_largest_component(dot), dot)
 
 
 def test_upsampling_keeps_the_same_size_as_a_copy_and_enlarges_by_halves():
@@ -65,7 +68,7 @@ def test_region_of_a_drawn_breast_and_its_grown_version():
     drawn = pixels > 0
     # blur sigma 1.25 px, threshold 0.175 × Otsu (0.27) of a 0.6 edge: the region reaches 1.8 px beyond a straight
     # edge (0.6 Φ(-d / 1.25) = 0.047), a little more around the curve on the pixel grid
-    assert not (drawn & ~region).any() and not (region & ~_dilate_disk(drawn, 2.5)).any()
+    assert not (_dilate_disk(drawn, 1.5) & ~region).any() and not (region & ~_dilate_disk(drawn, 2.5)).any()
     grown = breast_region(pixels, grow=0.05)  # 0.05 × 300 = 15 px, at full size (below 512 px)
     np.testing.assert_array_equal(grown, _dilate_disk(region, 15.0))
     np.testing.assert_array_equal(breast_region(pixels, grow=0.0), region)
@@ -98,3 +101,17 @@ def test_describe_breaks_a_tie_of_the_region_with_the_pixels():
     pixels[120:180, 60:90] = 1.0  # the brighter third is the left one
     assert describe(pixels)[0] == "left" and describe(pixels[:, ::-1])[0] == "right"
     assert describe(pixels)[1] == float(breast_region(pixels).mean())
+
+
+def test_a_flat_image_has_an_empty_boolean_region():
+    region = breast_region(np.full((80, 70), 0.5, np.float32))
+    assert region.dtype == bool and not region.any()
+
+
+def test_the_side_compares_the_outer_thirds_and_a_full_tie_is_left():
+    region = np.zeros((10, 12), bool)
+    region[:, 3] = True  # in the left third (columns 0-3) but not in its outer quarter
+    region[:5, 11] = True  # in the right third and quarter, fewer pixels
+    blank = np.zeros((10, 12), np.float32)
+    assert breast_side(blank, region) == "left"
+    assert breast_side(blank, np.zeros((10, 12), bool)) == "left"  # no region, no brightness: left
