@@ -145,9 +145,13 @@ class TileIndex:
 
     def inverse(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
         """1 / `weight_sum`, 0 where no tile covers."""
-        total = self.weight_sum(weights, shape)
-        covered = total > 0
-        return total.clamp_(min=1e-12).reciprocal_().mul_(covered)  # in place: a canvas-sized temporary fewer
+        return reciprocal(self.weight_sum(weights, shape))
+
+
+def reciprocal(total: torch.Tensor) -> torch.Tensor:
+    """1 / total where total > 0, else 0; in place (a canvas-sized temporary fewer)."""
+    covered = total > 0
+    return total.clamp_(min=1e-12).reciprocal_().mul_(covered)
 
 
 def chunks(items: list, n: int) -> Iterable[list]:

@@ -174,10 +174,11 @@ def test_background_tiles_are_skipped_and_stay_background(tiling):
     forwards: dict[int, int] = {}
     for t, n in pipe.local.unet.seen:
         forwards[t] = forwards.get(t, 0) + n
-    last = mambo.SINGLE_GRID_BELOW * 1000  # the last steps on the grid alone
-    assert list(forwards.values()) == [per_step[0 if t < last else i % 2] for i, t in enumerate(forwards)], \
-        "one forward per active tile of the step's grid"
-    assert tiling != "parallel" or len(set(forwards.values())) == 2 and min(forwards) < last
+    last = mambo.BOTH_GRIDS_BELOW * 1000  # the last steps blend both grids
+    both = sum(per_step) if tiling == "parallel" else active
+    assert list(forwards.values()) == [both if t < last else per_step[i % 2] for i, t in enumerate(forwards)], \
+        "one forward per active tile of the step's grid(s)"
+    assert tiling != "parallel" or len(set(forwards.values())) == 3 and min(forwards) < last
 
 
 @pytest.mark.parametrize("sampler", ["dpm++", "ddim"])
@@ -197,7 +198,9 @@ def test_strength_enters_the_schedule_below_strength_T(sampler):
             forwards[t] = forwards.get(t, 0) + n
         return list(forwards.values())
 
-    assert per_step(pipe.patch.unet) == per_step(whole.patch.unet)[:5], "the same tiles per step, half the steps"
+    entered, whole_steps = per_step(pipe.patch.unet), per_step(whole.patch.unet)
+    assert entered[:4] == whole_steps[:4], "the same tiles per step, half the steps"
+    assert entered[4] == whole_steps[-1] == sum(whole_steps[:2]), "the last step (t = 99) on both grids"
 
 
 @pytest.mark.parametrize("tiling", ["parallel", "sequential"])

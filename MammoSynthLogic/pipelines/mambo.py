@@ -30,9 +30,10 @@ from MammoSynthLogic.sampling import (Counter, canvas_scheduler, entry_index, fo
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
 BACKGROUND_TOLERANCE = 0.01  # [0, 1] units: darker than this in the coarser stage counts as background
-# Parallel tiling's last steps (t below this fraction of T) are taken on the grid alone: where the two grids' tiles
-# disagree most (the skin line, whose place in the tile differs), alternating to the end leaves speckle.
-SINGLE_GRID_BELOW = 0.1
+# Parallel tiling's last steps (t below this fraction of T) blend both grids' predictions: alternating to the end
+# leaves speckle where the grids' tiles disagree most (the skin line sits at another place in each), and either
+# grid alone for the last steps draws its seams back (measured: patch seam ratio 1.42 instead of 1.10, seed 3).
+BOTH_GRIDS_BELOW = 0.1
 TILINGS = ("parallel", "wavefront", "sequential")
 
 
@@ -340,11 +341,11 @@ class MamboPipeline:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side),
         in place. Steps alternate between the `grids` (the grid, then one shifted by half a tile step that covers
         it): no tile border stays in one place, so none is drawn into the image as a seam; the last steps (t below
-        `SINGLE_GRID_BELOW`·T) use the grid alone. Per grid, the U-Net input
+        `BOTH_GRIDS_BELOW`·T) blend both grids' predictions. Per grid, the U-Net input
         is allocated once with its context channels (`contexts(tiles, out)` fills them); each chunk's predictions are
         added onto the noise canvas times the tiles' window as they come, and the sum is divided by the canvas's
-        window sum (precomputed inverse): a weighted mean, no per-tile weight buffer. Pixels outside the first grid
-        end as background."""
+        window sum (precomputed inverse, one per grid and one for both): a weighted mean, no per-tile weight
+        buffer. Pixels outside the first grid end as background."""
         dev, s = self.device, self.s
         window = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
         passes = []
@@ -353,30 +354,34 @@ class MamboPipeline:
             index = tiling.TileIndex(tiles, dev)
             inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
             contexts(tiles, inp[:, 1:])
-            passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)],
-                           index.inverse(window, (side, side)), inp))
+            passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)], inp))
+        sums = [index.weight_sum(window, (side, side)) for index, _, _ in passes]
+        covered = sums[0] > 0
+        inverses = [tiling.reciprocal(total) for total in (*sums, sum(sums))]  # each grid's, then both grids'
+        del sums
         eps = torch.empty((1, 1, side, side), device=dev)
         calls = [0]
-        last_grid_only = SINGLE_GRID_BELOW * scheduler_config.get("num_train_timesteps", 1000)
+        both_below = BOTH_GRIDS_BELOW * scheduler_config.get("num_train_timesteps", 1000)
 
         def predict(x: torch.Tensor, t) -> torch.Tensor:
-            index, parts, inv, inp = passes[0 if t < last_grid_only else calls[0] % len(passes)]
+            which = list(range(len(passes))) if t < both_below else [calls[0] % len(passes)]
             calls[0] += 1
-            index.gather(x[0, 0], out=inp[:, 0])
             eps.zero_()
-            for i, part in parts:
-                part.scatter_add(eps[0, 0], forward(unet, inp[i:i + chunk], t, dev)[:, 0], window)
-                counter.forwards += part.count
-                counter.batches += 1
+            for index, parts, inp in (passes[w] for w in which):
+                index.gather(x[0, 0], out=inp[:, 0])
+                for i, part in parts:
+                    part.scatter_add(eps[0, 0], forward(unet, inp[i:i + chunk], t, dev)[:, 0], window)
+                    counter.forwards += part.count
+                    counter.batches += 1
             # the samplers used here read the returned noise within step() and keep only what they derive from it
-            return eps.mul_(inv)
+            return eps.mul_(inverses[-1] if len(which) > 1 else inverses[which[0]])
 
         gens = generators(seed, [(stage, "canvas")])
         scheduler = canvas_scheduler(settings.sampler, scheduler_config, side, side)
         x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
                    on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
                    start=None if start is None else start[None, None], strength=settings.strength)
-        return x[0, 0].masked_fill_(passes[0][2] == 0, BACKGROUND)
+        return x[0, 0].masked_fill_(~covered, BACKGROUND)
 
 
 def covering(candidates: list[tiling.Tile], tiles: list[tiling.Tile], side: int) -> list[tiling.Tile]:
@@ -404,12 +409,13 @@ def expected_counts(size: int, s: int, k: int, settings: MamboSettings, chunk: O
     scheduler = make_scheduler(settings.sampler, {"num_train_timesteps": 1000})
     scheduler.set_timesteps(settings.steps)
     steps = settings.steps - (entry_index(scheduler, settings.strength) if settings.strength < 1 else 0)
-    if settings.tiling == "parallel":  # steps alternate between the grid and the shifted one, the last on the grid
+    if settings.tiling == "parallel":  # steps alternate between the grid and the shifted one, the last on both
         shifted = [tiling.grid(n, n, s, overlap, shifted=True) for n in (mid, size)]
         per_step = [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in grids], \
                    [(len(g), math.ceil(len(g) / (chunk or len(g)))) for g in shifted]
-        last = SINGLE_GRID_BELOW * scheduler.config.num_train_timesteps
-        counts = [per_step[0 if t < last else i % 2] for i, t in enumerate(scheduler.timesteps[-steps:])]
+        last = BOTH_GRIDS_BELOW * scheduler.config.num_train_timesteps
+        counts = [per_step[0] + per_step[1] if t < last else per_step[i % 2]
+                  for i, t in enumerate(scheduler.timesteps[-steps:])]
         fwd = sum(f for step in counts for f, _ in step)
         batches = sum(b for step in counts for _, b in step)
     else:
