@@ -101,6 +101,11 @@ def test_laterality_falls_back_through_frame_orientation_and_text(tmp_path):
     item.FrameAnatomySequence = [frame]
     image = read("frame.dcm", SharedFunctionalGroupsSequence=[item])
     assert (image.laterality, image.laterality_source) == ("L", "FrameLaterality")
+    frame.FrameLaterality = "R"
+    image = read("frame_r.dcm", SharedFunctionalGroupsSequence=[item])
+    assert (image.laterality, image.laterality_source) == ("R", "FrameLaterality")
+    image = read("protocol.dcm", ProtocolName="LEFT BREAST")
+    assert (image.laterality, image.laterality_source) == ("L", "ProtocolName")
     image = read("orient.dcm", PatientOrientation=["A", "L"])  # columns towards the patient's left: right breast
     assert (image.laterality, image.laterality_source) == ("R", "PatientOrientation")
     image = read("orient_mlo.dcm", PatientOrientation=["A", "FR"])
@@ -128,6 +133,13 @@ def test_view_falls_back_through_position_orientation_and_text(tmp_path):
     code.CodeValue = "399173006"  # a view code that is neither CC nor MLO (SNOMED ML)
     assert (read("ml.dcm", ViewCodeSequence=[code]).view, read("ml.dcm", ViewCodeSequence=[code]).view_source) == \
         ("other", "ViewCodeSequence")
+    for view in ("CC", "MLO"):
+        assert (read(f"{view}.dcm", ViewPosition=view).view, read(f"{view}.dcm", ViewPosition=view).view_source) == \
+            (view, "ViewPosition")
+    image = read("series.dcm", SeriesDescription="R MLO")
+    assert (image.view, image.view_source) == ("MLO", "SeriesDescription")
+    image = read("pid.dcm", PatientID="P_00001_LEFT_CC")
+    assert (image.view, image.view_source) == ("CC", "PatientID")
     image = read("pos.dcm", ViewPosition=" ml ")
     assert (image.view, image.view_source) == ("other", "ViewPosition")
     image = read("po.dcm", PatientOrientation="mlo")
@@ -176,11 +188,13 @@ def test_find_dicoms_by_suffix_or_preamble_and_not_dicomdir(tmp_path):
 def test_breast_key_drops_the_cbis_suffix_and_takes_the_study_date():
     def image(patient, laterality, date="20200101"):
         ds = Dataset()
-        ds.StudyDate = date
+        if date is not None:
+            ds.StudyDate = date
         return types.SimpleNamespace(dataset=ds, patient_id=patient, study_uid="1.2", laterality=laterality)
 
     assert breast_key(image("P_00001_left_MLO", "L")) == ("P_00001", "20200101", "L")
     assert breast_key(image("P_00001_LEFT_CC", "L", date="")) == ("P_00001", "1.2", "L")
+    assert breast_key(image("P_00001_LEFT_CC", "L", date=None)) == ("P_00001", "1.2", "L")
     assert breast_key(image("P_00001", None)) == ("P_00001", "1.2", "?")
     groups = group_by_breast([image("P_1_LEFT_CC", "L"), image("P_1_LEFT_MLO", "L"), image("P_1_RIGHT_CC", "R")])
     assert {k: len(v) for k, v in groups.items()} == {("P_1", "20200101", "L"): 2, ("P_1", "20200101", "R"): 1}
