@@ -33,6 +33,8 @@ def _erode_disk(mask: np.ndarray, radius: float) -> np.ndarray:
 
 
 def _dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
+    if not mask.any():  # the distance transform of an all-background mask measures from the corner: nothing to grow
+        return mask.copy()
     return ndimage.distance_transform_edt(~mask) <= radius
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from MammoSynthLogic import __version__
 from MammoSynthLogic.errors import MammoSynthError
@@ -219,7 +220,7 @@ def _view(ds: Dataset) -> tuple[Optional[str], Optional[str]]:
 def _spacing(ds: Dataset) -> Optional[tuple[float, float]]:
     for key in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
         value = ds.get(key)
-        if value is not None and len(value) == 2:
+        if isinstance(value, MultiValue) and len(value) == 2:  # one value alone (a DSfloat) is not a spacing
             try:
                 spacing = (float(value[0]), float(value[1]))
             except (TypeError, ValueError):

@@ -94,7 +94,7 @@ class TileIndex:
     order of sums on every run and device (no atomics), and views of the batch, not copies.
     """
 
-    def __init__(self, tiles: list[Tile], device: torch.device | str = "cpu"):
+    def __init__(self, tiles: list[Tile]):
         if [(t.y, t.x) for t in tiles] != sorted((t.y, t.x) for t in tiles):
             raise ValueError("tiles must be in row order")
         self.size = s = tiles[0].size

@@ -75,3 +75,15 @@ def test_describe_on_a_preview_agrees_with_the_full_image(real_dicoms):
 
 def test_blank_image_has_an_empty_mask():
     assert not breast_region(np.zeros((300, 200), np.float32)).any()
+
+
+def test_a_breast_narrower_than_the_opening_keeps_its_region():
+    """A thin bright strip survives no opening; the region falls back to the largest thresholded blob instead of
+    coming out empty (an empty mask's dilation used to be a quarter disc in the corner, hiding the fallback)."""
+    from MammoSynthLogic.breast_mask import _dilate_disk
+
+    assert not _dilate_disk(np.zeros((10, 10), bool), 4).any()
+    pixels = np.zeros((300, 300), np.float32)
+    pixels[100:200, 148:151] = 0.6
+    region = breast_region(pixels)
+    assert region[100:200, 148:151].mean() > 0.9 and not region[:, :140].any() and not region[:50].any()

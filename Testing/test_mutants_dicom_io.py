@@ -162,6 +162,9 @@ def test_pixel_spacing_falls_back_to_the_imager_and_skips_unusable_values(tmp_pa
     assert spacing("imager.dcm", ImagerPixelSpacing=[0.07, 0.05]) == (0.07, 0.05)
     assert spacing("zero.dcm", PixelSpacing=[0, 0], NominalScannedPixelSpacing=[0.2, 0.2]) == (0.2, 0.2)
     assert spacing("none.dcm") is None
+    # one value alone (pydicom gives a DSfloat, not a list) is no spacing: fall through to the next tag
+    assert spacing("single.dcm", PixelSpacing=[0.1], ImagerPixelSpacing=[0.07, 0.07]) == (0.07, 0.07)
+    assert spacing("single_only.dcm", PixelSpacing=[0.1]) is None
 
 
 def test_to_stored_inverts_monochrome1_and_clips():

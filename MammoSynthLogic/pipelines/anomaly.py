@@ -104,7 +104,7 @@ class AnomalyPipeline:
         groups = list(tiling.chunks(list(range(len(tiles))), chunk))
         for gi, group in enumerate(groups):
             reporter.update("anomaly: tiles", gi, len(groups))
-            index = tiling.TileIndex([tiles[i] for i in group], dev)
+            index = tiling.TileIndex([tiles[i] for i in group])
             x0 = index.gather(model)[:, None].repeat_interleave(settings.draws, 0)
             ctx = contexts[group[0]:group[-1] + 1].repeat_interleave(settings.draws, 0)
             keys = [("anomaly", tiles[i].row, tiles[i].col, d) for i in group for d in range(settings.draws)]

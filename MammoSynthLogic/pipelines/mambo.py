@@ -324,7 +324,7 @@ class MamboPipeline:
         """Denoise tiles that do not depend on each other as one batch; finished pixels are re-noised, not resampled."""
         s, dev = self.s, self.device
         gens = generators(seed, [(stage, t.row, t.col) for t in group])
-        index = tiling.TileIndex(group, dev)
+        index = tiling.TileIndex(group)
         x0 = None if start is None else index.gather(start)[:, None]
         x = sample(unet_predictor(unet, ctx, counter, chunk), make_scheduler(settings.sampler, scheduler_config),
                    randn((len(group), 1, s, s), gens, dev), gens, settings.steps, eta=settings.eta,
@@ -351,10 +351,10 @@ class MamboPipeline:
         passes = []
         for tiles in grids:
             n = len(tiles)
-            index = tiling.TileIndex(tiles, dev)
+            index = tiling.TileIndex(tiles)
             inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
             contexts(tiles, inp[:, 1:])
-            passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk], dev)) for i in range(0, n, chunk)], inp))
+            passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk])) for i in range(0, n, chunk)], inp))
         sums = [index.weight_sum(window, (side, side)) for index, _, _ in passes]
         covered = sums[0] > 0
         inverses = [tiling.reciprocal(total) for total in (*sums, sum(sums))]  # each grid's, then both grids'

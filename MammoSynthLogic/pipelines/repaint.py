@@ -87,7 +87,7 @@ class TileCanvas:
         self.window = (slice(y0, y1), slice(x0, x1))
         self.shape = (y1 - y0, x1 - x0)
         self.tiles = [dataclasses.replace(t, y=t.y - y0, x=t.x - x0) for t in tiles]
-        self.index = tiling.TileIndex(self.tiles, device)
+        self.index = tiling.TileIndex(self.tiles)
         weights, inv = tiling.blend_weights(self.tiles, self.shape, overlap)
         self.inv = torch.from_numpy(inv).to(device)
         self.covered = self.inv > 0
