@@ -86,15 +86,20 @@ def test_signed_and_rescaled_images_span_their_own_range(tmp_path):
     assert rescaled.voi_applied is None
 
 
-def test_laterality_falls_back_through_frame_orientation_and_text(tmp_path):
-    px = synthetic_breast()
-
+def read_without(tmp_path, removed: str):
+    """A reader of the test breast saved without the tag `removed` and with the given tags set."""
     def read(name, **tags):
-        ds = mammogram_dataset(px)
-        del ds.ImageLaterality
+        ds = mammogram_dataset(synthetic_breast())
+        delattr(ds, removed)
         for key, value in tags.items():
             setattr(ds, key, value)
         return read_mammogram(save(ds, tmp_path / name))
+
+    return read
+
+
+def test_laterality_falls_back_through_frame_orientation_and_text(tmp_path):
+    read = read_without(tmp_path, "ImageLaterality")
 
     item, frame = Dataset(), Dataset()
     frame.FrameLaterality = "L"
@@ -118,14 +123,7 @@ def test_laterality_falls_back_through_frame_orientation_and_text(tmp_path):
 
 
 def test_view_falls_back_through_position_orientation_and_text(tmp_path):
-    px = synthetic_breast()
-
-    def read(name, **tags):
-        ds = mammogram_dataset(px)
-        del ds.ViewPosition
-        for key, value in tags.items():
-            setattr(ds, key, value)
-        return read_mammogram(save(ds, tmp_path / name))
+    read = read_without(tmp_path, "ViewPosition")
 
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10242", "SRT", "cranio-caudal"
@@ -150,14 +148,10 @@ def test_view_falls_back_through_position_orientation_and_text(tmp_path):
 
 
 def test_pixel_spacing_falls_back_to_the_imager_and_skips_unusable_values(tmp_path):
-    px = synthetic_breast()
+    read = read_without(tmp_path, "PixelSpacing")
 
     def spacing(name, **tags):
-        ds = mammogram_dataset(px)
-        del ds.PixelSpacing
-        for key, value in tags.items():
-            setattr(ds, key, value)
-        return read_mammogram(save(ds, tmp_path / name)).spacing_mm
+        return read(name, **tags).spacing_mm
 
     assert spacing("imager.dcm", ImagerPixelSpacing=[0.07, 0.05]) == (0.07, 0.05)
     assert spacing("zero.dcm", PixelSpacing=[0, 0], NominalScannedPixelSpacing=[0.2, 0.2]) == (0.2, 0.2)
