@@ -18,7 +18,7 @@ jobs=${MUTATION_JOBS:-1}
 # it (files or node ids); Testing/test_mutants_MODULE.py holds the tests written for the survivors of earlier runs
 S=Testing/test_sampling.py
 declare -A TESTS=(
-  [sampling]="$S"
+  [sampling]="$S Testing/test_mutants_sampling.py"
   [tiling]="Testing/test_properties.py $S::test_grid_covers_every_pixel_with_at_least_the_overlap
             $S::test_wave_tiles_overlap_only_where_earlier_waves_finished
             $S::test_blend_weights_are_smooth_positive_and_symmetric $S::test_seam_mse_sees_a_step_at_a_tile_border
