@@ -95,11 +95,9 @@ def in_place_dpm_solver():
                     self.config.variance_type in ("learned", "learned_range"):
                 return super().convert_model_output(model_output, *args, sample=sample, **kwargs)
             alpha_t, sigma_t = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
-            free = [b for b in self.buffers if b.shape == sample.shape and b is not self.model_outputs[-1]]
-            if not free:
-                free = [torch.empty_like(sample)]
-                self.buffers = tuple(b for b in self.buffers if b.shape == sample.shape) + tuple(free)
-            out = free[0]
+            if not self.buffers or self.buffers[0].shape != sample.shape:
+                self.buffers = (torch.empty_like(sample), torch.empty_like(sample))
+            out = self.buffers[self.buffers[0] is self.model_outputs[-1]]  # not the prediction kept as m1
             torch.mul(sample, 1 / float(alpha_t), out=out).add_(model_output, alpha=-float(sigma_t / alpha_t))
             if self.config.sample_max_value <= 1:
                 return out.clamp_(-self.config.sample_max_value, self.config.sample_max_value)

@@ -301,8 +301,8 @@ class MamboPipeline:
         if settings.tiling == "parallel":
             grids = [tiles, covering(tiling.grid(side, side, self.s, settings.overlap, shifted=True), tiles, side)]
             canvas = self.parallel_stage(stage, unet, bundle.scheduler_config, grids,
-                                         lambda g, out: contexts(g, up, out), 2 + bundle.aligned_context, side, seed,
-                                         settings, counter, chunk, reporter, start)
+                                         lambda grid, out: contexts(grid, up, out), 2 + bundle.aligned_context, side,
+                                         seed, settings, counter, chunk, reporter, start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
             done = torch.zeros((side, side), dtype=torch.bool, device=dev)
