@@ -88,10 +88,12 @@ def blend_weights(tiles: list[Tile], shape: tuple[int, int], overlap: int) -> tu
 class TileIndex:
     """Canvas ↔ (N, s, s) batch for tiles of one grid (any subset, in row order), on the canvas's device.
 
-    The tiles are split into runs: tiles of one row whose left edges are evenly spaced. A run is one strided view of
-    the canvas (s, count, s), so `gather` is one copy per run. `scatter_add` adds a run in classes of tiles that do
-    not overlap (every m-th tile, m·spacing ≥ s): one strided in-place add per class, no index tensors, the same
-    order of sums on every run and device (no atomics), and views of the batch, not copies.
+    The tiles are split into blocks: runs of a row whose left edges are evenly spaced, stacked over rows that are
+    evenly spaced and hold the same run (a full grid is four blocks: the evenly spaced tiles, the last column, the
+    last row and the corner, as the last tiles sit flush with the edge). A block is one strided view of the canvas
+    (rows, s, columns, s) and of the batch, so `gather` is one copy per block. `scatter_add` adds a block in classes
+    of tiles that do not overlap (every m-th row and every m-th column of tiles, m·spacing ≥ s): one strided in-place
+    add per class, no index tensors, the same order of sums on every run and device (no atomics), views, not copies.
     """
 
     def __init__(self, tiles: list[Tile]):
@@ -99,27 +101,49 @@ class TileIndex:
             raise ValueError("tiles must be in row order")
         self.size = s = tiles[0].size
         self.count = len(tiles)
-        self.runs: list[tuple[int, int, int, int, int]] = []  # y, x of the first tile, spacing, first index, count
+        runs: list[list[int]] = []  # y, x of the first tile, spacing, first index, count
         for i, t in enumerate(tiles):
-            if self.runs:
-                y, x, step, b0, n = self.runs[-1]
+            if runs:
+                y, x, step, b0, n = runs[-1]
                 if y == t.y and (n == 1 or t.x - x == step * n):
-                    self.runs[-1] = (y, x, t.x - x if n == 1 else step, b0, n + 1)
+                    runs[-1] = [y, x, t.x - x if n == 1 else step, b0, n + 1]
                     continue
-            self.runs.append((t.y, t.x, s, i, 1))
+            runs.append([t.y, t.x, s, i, 1])
+        # y, row spacing, rows, x, column spacing, columns, first index, index step between rows
+        self.blocks: list[tuple[int, int, int, int, int, int, int, int]] = []
+        open_blocks: dict[tuple[int, int, int], int] = {}  # (x, spacing, count) -> the block a next row may extend
+        for y, x, step, b0, n in runs:
+            k = open_blocks.get((x, step, n))
+            if k is not None:
+                by, ystep, rows, _, _, _, bb, bstep = self.blocks[k]
+                if rows == 1 or (y - by == ystep * rows and b0 - bb == bstep * rows):
+                    ystep, bstep = (y - by, b0 - bb) if rows == 1 else (ystep, bstep)
+                    self.blocks[k] = (by, ystep, rows + 1, x, step, n, bb, bstep)
+                    continue
+            open_blocks[(x, step, n)] = len(self.blocks)
+            self.blocks.append((y, s, 1, x, step, n, b0, n))
 
-    def _view(self, canvas: torch.Tensor, y: int, x: int, step: int, n: int) -> torch.Tensor:
-        """The (s, n, s) strided view of n tiles at (y, x + j·step) of a 2-D canvas."""
-        s, (rs, cs) = self.size, canvas.stride()
-        return canvas.as_strided((s, n, s), (rs, step * cs, cs), canvas.storage_offset() + y * rs + x * cs)
+    def _views(self, canvas: torch.Tensor, batch: torch.Tensor, block: tuple, cy: int = 0, cx: int = 0,
+               my: int = 1, mx: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every my-th row from cy and every mx-th column from cx of a block's tiles: the canvas view
+        (rows, s, columns, s) and the batch view in the same order."""
+        y, ystep, rows, x, xstep, cols, b0, bstep = block
+        s, (rs, cs), (n0, n1, n2) = self.size, canvas.stride(), batch.stride()
+        rows, cols = len(range(cy, rows, my)), len(range(cx, cols, mx))
+        view = canvas.as_strided((rows, s, cols, s), (my * ystep * rs, rs, mx * xstep * cs, cs),
+                                 canvas.storage_offset() + (y + cy * ystep) * rs + (x + cx * xstep) * cs)
+        part = batch.as_strided((rows, s, cols, s), (my * bstep * n0, n1, mx * n0, n2),
+                                batch.storage_offset() + (b0 + cy * bstep + cx) * n0)
+        return view, part
 
     def gather(self, canvas: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The tiles' pixels of a 2-D canvas as an (N, s, s) batch (written into `out` if given)."""
         s = self.size
         if out is None:
             out = torch.empty((self.count, s, s), dtype=canvas.dtype, device=canvas.device)
-        for y, x, step, b0, n in self.runs:
-            out[b0:b0 + n].copy_(self._view(canvas, y, x, step, n).transpose(0, 1))
+        for block in self.blocks:
+            view, part = self._views(canvas, out, block)
+            part.copy_(view)
         return out
 
     def scatter_add(self, canvas: torch.Tensor, batch: torch.Tensor,
@@ -127,20 +151,22 @@ class TileIndex:
         """Add each tile of an (N, s, s) batch (times the (s, s) `window`, if given) onto the 2-D canvas at its place
         (in place; returned for chaining)."""
         s = self.size
-        for y, x, step, b0, n in self.runs:
-            m = -(-s // step)  # tiles c, c + m, c + 2m, … of a run do not overlap
-            for c in range(min(m, n)):
-                view = self._view(canvas, y, x + c * step, m * step, len(range(c, n, m)))
-                part = batch[b0 + c:b0 + n:m].transpose(0, 1)
-                if window is None:
-                    view.add_(part)
-                else:
-                    view.addcmul_(part, window[:, None])
+        for block in self.blocks:
+            _, ystep, rows, _, xstep, cols, _, _ = block
+            my, mx = min(rows, -(-s // ystep)), min(cols, -(-s // xstep))  # rows (columns) c, c + m, … do not overlap
+            for cy in range(my):
+                for cx in range(mx):
+                    view, part = self._views(canvas, batch, block, cy, cx, my, mx)
+                    if window is None:
+                        view.add_(part)
+                    else:
+                        view.addcmul_(part, window[:, None])
         return canvas
 
-    def weight_sum(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-        """Sum of every tile's (s, s) `weights` over a canvas of `shape` (0 where no tile covers)."""
-        total = torch.zeros(shape, dtype=weights.dtype, device=weights.device)
+    def weight_sum(self, weights: torch.Tensor, shape: tuple[int, int],
+                   out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Sum of every tile's (s, s) `weights` over a canvas of `shape` (0 where no tile covers; into `out`)."""
+        total = torch.zeros(shape, dtype=weights.dtype, device=weights.device) if out is None else out.zero_()
         return self.scatter_add(total, weights.expand(self.count, -1, -1))
 
     def inverse(self, weights: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -149,9 +175,8 @@ class TileIndex:
 
 
 def reciprocal(total: torch.Tensor) -> torch.Tensor:
-    """1 / total where total > 0, else 0; in place (a canvas-sized temporary fewer)."""
-    covered = total > 0
-    return total.clamp_(min=1e-12).reciprocal_().mul_(covered)
+    """1 / total where total > 0, else 0 (total ≥ 0, a sum of windows); in place, two passes: 1/0 is inf there."""
+    return total.reciprocal_().nan_to_num_(posinf=0.0)
 
 
 def chunks(items: list, n: int) -> Iterable[list]:
