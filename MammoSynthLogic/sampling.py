@@ -68,58 +68,110 @@ def make_scheduler(kind: str, config: dict, in_place: bool = False):
     raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
 
 
-def canvas_scheduler(kind: str, config: dict, height: int, width: int):
+def canvas_scheduler(kind: str, config: dict, height: int, width: int, device: str = "cpu"):
     """A scheduler of `kind` that steps a (1, 1, height, width) canvas in place without canvas-sized temporaries:
-    DPM-Solver++ by its in-place update, the others band by band (`BandedScheduler`)."""
+    DPM-Solver++ by its in-place update, the others band by band (`BandedScheduler`). Both take `output_weight`, a
+    per-pixel factor on the model output applied as it is read (the blend's inverse window sum: a canvas pass
+    fewer). On the CPU the in-place update runs in row bands of 2 MB, so its passes over a band stay in cache."""
     if kind == "dpm++":
-        return make_scheduler(kind, config, in_place=True)
+        scheduler = make_scheduler(kind, config, in_place=True)
+        scheduler.band_rows = min(height, max(1, (1 << 19) // width)) if torch.device(device).type == "cpu" else height
+        return scheduler
     return BandedScheduler(lambda: make_scheduler(kind, config), height, width)
 
 
 @functools.cache
 def in_place_dpm_solver():
-    """DPM-Solver++ (multistep, ODE, ε-prediction) that updates the sample in place: a step is six passes over the
-    canvas into two buffers kept from step to step, instead of about ten canvas-sized temporaries.
+    """DPM-Solver++ (multistep, ODE, ε-prediction) that updates the sample in place: x0 goes into one of two buffers
+    kept from step to step, and the conversion to x0 (clip to ±1, the `output_weight`) and the update run together,
+    band of `band_rows` rows after band, so each pixel is read from memory about once per step instead of once per
+    elementwise operation.
 
     The update is elementwise and linear in the sample and the data predictions; its coefficients are read from
     diffusers' own update functions applied to the unit vectors (sample = e1, predictions = e2, e3: the result is
     the coefficients), so the orders, the final step and the solver type stay diffusers'.
-    Anything else (SDE noise, other prediction types) takes diffusers' path."""
+    Anything else (SDE noise, other prediction types, thresholding other than the clip) takes diffusers' path."""
     from diffusers import DPMSolverMultistepScheduler
 
     class InPlaceDPMSolver(DPMSolverMultistepScheduler):
         buffers: tuple[torch.Tensor, ...] = ()  # two x0 predictions: this step's and the one before
+        band_rows: Optional[int] = None  # None: the whole sample at once
+        output_weight: Optional[torch.Tensor] = None
+        pending: Optional[tuple] = None  # (x0 buffer, model output, 1/α, -σ/α): converted in the update's bands
 
         def convert_model_output(self, model_output, *args, sample=None, **kwargs):
             if args or kwargs or self.config.prediction_type != "epsilon" or \
                     self.config.variance_type in ("learned", "learned_range"):
-                return super().convert_model_output(model_output, *args, sample=sample, **kwargs)
+                weighted = model_output if self.output_weight is None else model_output * self.output_weight
+                return super().convert_model_output(weighted, *args, sample=sample, **kwargs)
             alpha_t, sigma_t = self._sigma_to_alpha_sigma_t(self.sigmas[self.step_index])
             if not self.buffers or self.buffers[0].shape != sample.shape:
                 self.buffers = (torch.empty_like(sample), torch.empty_like(sample))
             out = self.buffers[self.buffers[0] is self.model_outputs[-1]]  # not the prediction kept as m1
-            torch.mul(sample, 1 / float(alpha_t), out=out).add_(model_output, alpha=-float(sigma_t / alpha_t))
-            if self.config.sample_max_value <= 1:
-                return out.clamp_(-self.config.sample_max_value, self.config.sample_max_value)
-            return out.copy_(self._threshold_sample(out))
+            self.pending = (out, model_output, 1 / float(alpha_t), -float(sigma_t / alpha_t))
+            if self._whole_thresholding():  # not elementwise: convert the whole sample now
+                self._convert(slice(None), sample)
+                out.copy_(self._threshold_sample(out))
+            return out
+
+        def _whole_thresholding(self) -> bool:
+            """Dynamic thresholding proper (a quantile of the whole x0); at sample_max_value 1 it is a clip to ±1."""
+            return self.config.thresholding and self.config.sample_max_value != 1
+
+        def _convert(self, rows: slice, sample: torch.Tensor) -> None:
+            """x0 of the pending conversion on `rows`: (sample - σ·ε·weight) / α, clipped if that is thresholding."""
+            if self.pending is None:
+                return
+            out, eps, scale, eps_scale = self.pending
+            o, e = out[..., rows, :], eps[..., rows, :]
+            torch.mul(sample[..., rows, :], scale, out=o)
+            if self.output_weight is None:
+                o.add_(e, alpha=eps_scale)
+            else:
+                o.addcmul_(e, self.output_weight[..., rows, :], value=eps_scale)
+            if self.config.thresholding and not self._whole_thresholding():
+                o.clamp_(-1.0, 1.0)
+
+        def _update(self, sample: torch.Tensor, a: float, terms: list) -> torch.Tensor:
+            """sample ← a·sample + Σ c·m over (c, m) `terms`, band by band, each band's x0 converted first."""
+            if self._whole_thresholding():
+                self.pending = None  # converted and thresholded already
+            height = sample.shape[-2]
+            step = self.band_rows or height
+            for r in range(0, height, step):
+                rows = slice(r, r + step)
+                self._convert(rows, sample)
+                band = sample[..., rows, :].mul_(a)
+                for c, m in terms:
+                    band.add_(m[..., rows, :], alpha=c)
+            self.pending = None
+            return sample
+
+        def _finish(self, sample: torch.Tensor) -> None:
+            """Complete a pending conversion before handing over to diffusers' own update."""
+            if not self._whole_thresholding():
+                self._convert(slice(None), sample)
+            self.pending = None
 
         def dpm_solver_first_order_update(self, model_output, *args, sample=None, noise=None, **kwargs):
             if args or kwargs or noise is not None:
+                self._finish(sample)
                 return super().dpm_solver_first_order_update(model_output, *args, sample=sample, noise=noise,
                                                              **kwargs)
             x, m = torch.eye(2, dtype=torch.float64)
             a, b = super().dpm_solver_first_order_update(m, sample=x).tolist()
-            return sample.mul_(a).add_(model_output, alpha=b)
+            return self._update(sample, a, [(b, model_output)])
 
         def multistep_dpm_solver_second_order_update(self, model_output_list, *args, sample=None, noise=None,
                                                      **kwargs):
             if args or kwargs or noise is not None:
+                self._finish(sample)
                 return super().multistep_dpm_solver_second_order_update(model_output_list, *args, sample=sample,
                                                                         noise=noise, **kwargs)
             x, m0, m1 = torch.eye(3, dtype=torch.float64)
             a, b, c = super().multistep_dpm_solver_second_order_update([m1, m0], sample=x).tolist()
             m1, m0 = model_output_list[-2:]
-            return sample.mul_(a).add_(m0, alpha=b).add_(m1, alpha=c)
+            return self._update(sample, a, [(b, m0), (c, m1)])
 
     return InPlaceDPMSolver
 
@@ -143,7 +195,10 @@ class BandedScheduler:
     The updates are elementwise (thresholding here is a clip to ±1, see `threshold`), so the result is one step of
     the whole canvas, while every temporary a scheduler allocates stays about `max_elements` floats: whole-canvas
     temporaries at 3840² cost more in page faults than in arithmetic. A step's noise is drawn band after band from
-    the one generator. `set_*` calls go to every band; anything else is read from the first band's scheduler."""
+    the one generator. `set_*` calls go to every band; anything else is read from the first band's scheduler.
+    `output_weight` (per pixel, or None) multiplies each band of the model output before its step."""
+
+    output_weight: Optional[torch.Tensor] = None
 
     def __init__(self, make: Callable[[], object], height: int, width: int, max_elements: int = 1 << 20):
         rows = max(1, max_elements // width)
@@ -162,8 +217,10 @@ class BandedScheduler:
     def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor, **kwargs):
         """Step every band; the result is written into `sample` (each band is read before it is overwritten)."""
         for (r0, r1), scheduler in zip(self.bands, self.schedulers):
-            sample[..., r0:r1, :] = scheduler.step(model_output[..., r0:r1, :], timestep, sample[..., r0:r1, :],
-                                                   **kwargs).prev_sample
+            out = model_output[..., r0:r1, :]
+            if self.output_weight is not None:
+                out = out * self.output_weight[..., r0:r1, :]
+            sample[..., r0:r1, :] = scheduler.step(out, timestep, sample[..., r0:r1, :], **kwargs).prev_sample
         return StepOutput(sample)
 
 
@@ -239,12 +296,14 @@ def sample(predict: Predict, scheduler, x_T: torch.Tensor, gens: list[torch.Gene
         x, timesteps = x_T, scheduler.timesteps
     else:
         scheduler.set_timesteps(steps, device=x_T.device)
-        x, timesteps = x_T * scheduler.init_noise_sigma, scheduler.timesteps
+        timesteps = scheduler.timesteps
         if start is not None and strength < 1:
             begin = entry_index(scheduler, strength)
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(begin)
             x, timesteps = add_noise(scheduler, start, x_T, timesteps[begin]), timesteps[begin:]
+        else:
+            x = x_T * scheduler.init_noise_sigma
     kwargs = {"generator": gens if len(gens) > 1 else gens[0]}
     if "eta" in inspect.signature(getattr(scheduler, "schedulers", [scheduler])[0].step).parameters:
         kwargs["eta"] = eta

@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from MammoSynthLogic import sampling
 from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.pipelines import mambo
 from MammoSynthLogic.pipelines.mambo import MamboPipeline, MamboSettings
@@ -225,19 +226,24 @@ def test_ddim_eta_draws_fresh_noise_each_step(tiling):
 def test_thresholding_leaves_samples_unchanged_where_inactive(monkeypatch):
     """DPM-Solver++ clips its x̂0 to ±1 on the canvas taken as one image (sample_max_value 1): with Gaussian data well
     inside [-1, 1] (all tissue, x̂0 never beyond ±0.6) the clip is the identity, so the samples equal those without
-    thresholding bit for bit (the same computation otherwise)."""
-    real = mambo.make_scheduler
+    thresholding bit for bit (the same computation otherwise). The switch reaches both the tile schedulers and the
+    canvas's in-place solver (that it then does not clip: test_sampling's comparison with diffusers)."""
+    real = sampling.make_scheduler
+    made = []
 
-    def without(kind, config):
-        scheduler = real(kind, config)
+    def without(kind, config, **kwargs):
+        scheduler = real(kind, config, **kwargs)
         scheduler.register_to_config(thresholding=False)
+        made.append(scheduler)
         return scheduler
 
     settings = quick(strength=1.0, sampler="dpm++")
     g01 = tissue_global()
     with_clip = pipeline(sd=0.05)(FULL, 2, settings, global01=g01)
     monkeypatch.setattr(mambo, "make_scheduler", without)
+    monkeypatch.setattr(sampling, "make_scheduler", without)
     no_clip = pipeline(sd=0.05)(FULL, 2, settings, global01=g01)
+    assert any(type(m).__name__ == "InPlaceDPMSolver" for m in made), "the canvas's scheduler was switched too"
     assert np.array_equal(with_clip.image, no_clip.image) and np.array_equal(with_clip.mid, no_clip.mid)
 
 

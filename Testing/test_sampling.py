@@ -204,12 +204,24 @@ def test_thresholding_is_a_clip_at_max_value_one_and_a_per_image_quantile_above(
     assert torch.equal(dpm._threshold_sample(x), x.clamp(-1, 1))
 
 
+WEIGHT = torch.rand(40, 24) * 1.5 + 0.5  # a blend's inverse window sum stands in: any positive factor per pixel
+
+
+def weighted(oracle, scheduler):
+    """The oracle's noise divided by WEIGHT, the scheduler told to multiply it back (`output_weight`)."""
+    def predict(x, t):
+        scheduler.output_weight = WEIGHT
+        return oracle(x, t) / WEIGHT
+    return predict
+
+
 @pytest.mark.parametrize("kind,eta", [("dpm++", 0.0), ("ddim", 0.0)])
-def test_banded_scheduler_equals_one_canvas_step(kind, eta):
+@pytest.mark.parametrize("weight", [False, True])
+def test_banded_scheduler_equals_one_canvas_step(kind, eta, weight):
     """Elementwise updates: a canvas stepped in row bands by one scheduler each equals one scheduler on the whole
-    canvas (the same float32 operations on each pixel; 1e-6 allows a vectorised vs scalar tail kernel). Stochastic
-    steps draw their noise band after band, other numbers than one canvas-sized draw: the Gaussian oracle tests of
-    the pipeline check their distribution instead."""
+    canvas (the same float32 operations on each pixel; 1e-6 allows a vectorised vs scalar tail kernel), also with
+    the noise weighted per pixel by `output_weight`. Stochastic steps draw their noise band after band, other
+    numbers than one canvas-sized draw: the Gaussian oracle tests of the pipeline check their distribution instead."""
     acp = sampling.make_scheduler(kind, CONFIG).alphas_cumprod
     target = torch.rand(1, 1, 40, 24) * 2 - 1
 
@@ -217,21 +229,23 @@ def test_banded_scheduler_equals_one_canvas_step(kind, eta):
         a = acp[int(t)]
         return (x - a.sqrt() * target) / (1 - a).sqrt() * 0.9  # a slightly wrong denoiser: the path matters
 
-    def run(scheduler):
+    def run(scheduler, predict):
         gens = sampling.generators(3, [0])
-        return sampling.sample(oracle, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, 6, eta=eta)
+        return sampling.sample(predict, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, 6, eta=eta)
 
     banded = sampling.BandedScheduler(lambda: sampling.make_scheduler(kind, CONFIG), 40, 24, max_elements=24 * 7)
     assert len(banded.bands) == 6
-    torch.testing.assert_close(run(banded), run(sampling.make_scheduler(kind, CONFIG)), rtol=0, atol=1e-6)
+    ours = run(banded, weighted(oracle, banded) if weight else oracle)
+    torch.testing.assert_close(ours, run(sampling.make_scheduler(kind, CONFIG), oracle), rtol=0, atol=2e-6)
 
 
-@pytest.mark.parametrize("steps,strength", [(6, 1.0), (20, 1.0), (20, 0.6)])
-def test_in_place_dpm_solver_equals_diffusers_step(steps, strength):
-    """The canvas's DPM-Solver++ (in place, coefficients read from diffusers' update) follows diffusers' own steps:
-    first and second order, the zero final sigma, entry below strength·T, and the clip where x0 leaves [-1, 1]
-    (a target beyond ±1 and a slightly wrong denoiser make each of them matter). Coefficients in float64 against
-    float32 arithmetic: 1e-5 of a [-1, 1] range."""
+@pytest.mark.parametrize("steps,strength,weight", [(6, 1.0, False), (20, 1.0, True), (20, 0.6, True)])
+def test_in_place_dpm_solver_equals_diffusers_step(steps, strength, weight):
+    """The canvas's DPM-Solver++ (in place, in bands of 7 rows, coefficients read from diffusers' update) follows
+    diffusers' own steps: first and second order, the zero final sigma, entry below strength·T, the clip where x0
+    leaves [-1, 1] (a target beyond ±1 and a slightly wrong denoiser make each of them matter), and the noise
+    weighted per pixel by `output_weight`. Coefficients in float64 against float32 arithmetic: 1e-5 of a [-1, 1]
+    range."""
     acp = sampling.make_scheduler("dpm++", CONFIG).alphas_cumprod
     target = torch.rand(1, 1, 40, 24) * 2.4 - 1.2
 
@@ -239,16 +253,48 @@ def test_in_place_dpm_solver_equals_diffusers_step(steps, strength):
         a = acp[int(t)]
         return (x - a.sqrt() * target) / (1 - a).sqrt() * 0.9
 
-    def run(scheduler):
+    def run(scheduler, predict):
         gens = sampling.generators(3, [0])
-        return sampling.sample(oracle, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, steps,
+        return sampling.sample(predict, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, steps,
                                start=torch.zeros(1, 1, 40, 24), strength=strength)
 
     in_place = sampling.canvas_scheduler("dpm++", CONFIG, 40, 24)
-    ours, theirs = run(in_place), run(sampling.make_scheduler("dpm++", CONFIG))
+    assert in_place.band_rows == 40, "a 40 x 24 canvas is one band (at most 2 MB)"
+    in_place.band_rows = 7
+    ours = run(in_place, weighted(oracle, in_place) if weight else oracle)
+    theirs = run(sampling.make_scheduler("dpm++", CONFIG), oracle)
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
     assert (theirs - target.clamp(-1, 1)).abs().mean() < 0.1 and theirs.abs().max() <= 1.0 < target.abs().max()
     x, eps = torch.rand(1, 1, 40, 24), torch.rand(1, 1, 40, 24)
     in_place.set_timesteps(steps)
     assert in_place.step(eps, in_place.timesteps[0], x).prev_sample is x, "the canvas is stepped in place"
     assert isinstance(sampling.canvas_scheduler("ddim", CONFIG, 40, 24), sampling.BandedScheduler)
+    assert sampling.canvas_scheduler("dpm++", CONFIG, 40, 24, device="meta").band_rows == 40, "one band off the CPU"
+    assert sampling.canvas_scheduler("dpm++", CONFIG, 4096, 4096).band_rows == 128
+
+
+@pytest.mark.parametrize("overrides", [{}, {"prediction_type": "v_prediction"},
+                                       {"thresholding": True, "sample_max_value": 1.5}])
+def test_in_place_dpm_solver_takes_diffusers_conversion_where_it_is_not_a_clip(overrides):
+    """No thresholding (x0 is not clipped although it leaves ±1 early on), v-prediction (diffusers converts), and
+    thresholding above 1 (not elementwise: the whole x0 first, diffusers' quantile): the same steps as diffusers'
+    scheduler, weighted noise included."""
+    base = {k: v for k, v in CONFIG.items() if not k.startswith("_")}
+    settings = dict(algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
+                    lower_order_final=True, final_sigmas_type="zero", **overrides)
+    target = torch.rand(1, 1, 40, 24) * 2.4 - 1.2
+
+    def oracle(x, t):
+        return 0.5 * x + 0.1 * target  # a tame function of x (rounding is not amplified), x0 beyond ±1 early on
+
+    def run(scheduler, predict):
+        gens = sampling.generators(3, [0])
+        return sampling.sample(predict, scheduler, sampling.randn((1, 1, 40, 24), gens), gens, 8)
+
+    from diffusers import DPMSolverMultistepScheduler
+    ours = sampling.in_place_dpm_solver().from_config(base, **settings)
+    ours.band_rows = 7
+    # without a clip the samples reach about ten: float32 rounding relative to that
+    torch.testing.assert_close(run(ours, weighted(oracle, ours)),
+                               run(DPMSolverMultistepScheduler.from_config(base, **settings), oracle),
+                               rtol=1e-5, atol=1e-5)

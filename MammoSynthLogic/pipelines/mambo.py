@@ -25,8 +25,9 @@ from MammoSynthLogic.bundles import Bundle
 from MammoSynthLogic.devices import compiled, default_chunk
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.progress import Reporter
-from MammoSynthLogic.sampling import (Counter, canvas_scheduler, entry_index, forward, generators, make_scheduler,
-                                      randn, sample, unet_predictor)
+from MammoSynthLogic.sampling import (Counter, canvas_scheduler, entry_index, forward, generators, in_place_dpm_solver,
+                                      make_scheduler, randn, sample, unet_predictor)
+from MammoSynthLogic.workspace import Workspace
 
 BACKGROUND = -1.0  # model space; 0 in [0, 1]
 BACKGROUND_TOLERANCE = 0.01  # [0, 1] units: darker than this in the coarser stage counts as background
@@ -219,6 +220,8 @@ class MamboPipeline:
 
     def __init__(self, global_: Bundle, local: Bundle, patch: Bundle, device: str = "cpu"):
         self.global_, self.local, self.patch, self.device = global_, local, patch, device
+        # the full stage's canvases and U-Net inputs, kept for the next image (`workspace.release()` frees them)
+        self.workspace = Workspace()
         self.s = global_.image_size
         self.k = int(patch.k)
 
@@ -251,6 +254,7 @@ class MamboPipeline:
                              background_mask(g01, (mid_size,) * 2), seed, settings, counters["mid"], tiles_used,
                              reporter, coarse=g)
         mid01 = to01(mid)
+        self.workspace.release("mid ")  # a ninth of the full stage's: kept, they would raise the peak
 
         # Stage 3: full canvas; context = [mid crop centred on the patch (k·s full px), global].
         full = self.run_stage("full", self.patch, size,
@@ -291,9 +295,8 @@ class MamboPipeline:
         all_tiles = tiling.grid(side, side, self.s, settings.overlap)
         tiles = tiling.active(all_tiles, mask) if settings.skip_background else all_tiles
         tiles_used[stage] = (len(tiles), len(all_tiles))
-        canvas = torch.full((side, side), BACKGROUND, device=dev)
         if not tiles:
-            return canvas
+            return torch.full((side, side), BACKGROUND, device=dev)
         chunk = settings.chunk or default_chunk(dev)
         unet = compiled(bundle.unet, dev, settings.compile)
         up = upsampled(coarse, side)
@@ -305,6 +308,7 @@ class MamboPipeline:
                                          seed, settings, counter, chunk, reporter, start)
         else:
             groups = tiling.wavefronts(tiles) if settings.tiling == "wavefront" else [[t] for t in tiles]
+            canvas = torch.full((side, side), BACKGROUND, device=dev)
             done = torch.zeros((side, side), dtype=torch.bool, device=dev)
             for gi, group in enumerate(groups):
                 self.sample_tiles(stage, unet, bundle.scheduler_config, canvas, done, group, contexts(group, up), seed,
@@ -341,25 +345,26 @@ class MamboPipeline:
         """All tiles each step: blended noise predictions, one scheduler step on the whole canvas (1, 1, side, side),
         in place. Steps alternate between the `grids` (the grid, then one shifted by half a tile step that covers
         it): no tile border stays in one place, so none is drawn into the image as a seam; the last steps (t below
-        `BOTH_GRIDS_BELOW`·T) blend both grids' predictions. Per grid, the U-Net input
-        is allocated once with its context channels (`contexts(tiles, out)` fills them); each chunk's predictions are
-        added onto the noise canvas times the tiles' window as they come, and the sum is divided by the canvas's
-        window sum (precomputed inverse, one per grid and one for both): a weighted mean, no per-tile weight
+        `BOTH_GRIDS_BELOW`·T) blend both grids' predictions. Per grid, the U-Net input is allocated once with its
+        context channels (`contexts(tiles, out)` fills them); each chunk's predictions are added onto the noise canvas
+        times the tiles' window as they come, and the scheduler divides the sum by the canvas's window sum
+        (`output_weight`, a precomputed inverse, one per grid and one for both): a weighted mean, no per-tile weight
         buffer. Pixels outside the first grid end as background."""
-        dev, s = self.device, self.s
+        dev, s, ws = self.device, self.s, self.workspace
         window = torch.from_numpy(tiling.ramp_weights(s, settings.overlap)).to(dev)
         passes = []
-        for tiles in grids:
+        for g, tiles in enumerate(grids):
             n = len(tiles)
             index = tiling.TileIndex(tiles)
-            inp = torch.empty((n, 1 + context_channels, s, s), device=dev)
+            inp = ws.empty(f"{stage} input {g}", (n, 1 + context_channels, s, s), dev)
             contexts(tiles, inp[:, 1:])
             passes.append((index, [(i, tiling.TileIndex(tiles[i:i + chunk])) for i in range(0, n, chunk)], inp))
-        sums = [index.weight_sum(window, (side, side)) for index, _, _ in passes]
-        covered = sums[0] > 0
-        inverses = [tiling.reciprocal(total) for total in (*sums, sum(sums))]  # each grid's, then both grids'
+        sums = [index.weight_sum(window, (side, side), out=ws.empty(f"{stage} weights {g}", (side, side), dev))
+                for g, (index, _, _) in enumerate(passes)]
+        sums.append(torch.add(*sums, out=ws.empty(f"{stage} weights both", (side, side), dev)))
+        inverses = [tiling.reciprocal(total) for total in sums]  # each grid's, then both grids'
         del sums
-        eps = torch.empty((1, 1, side, side), device=dev)
+        eps = ws.empty(f"{stage} noise", (1, 1, side, side), dev)
         calls = [0]
         both_below = BOTH_GRIDS_BELOW * scheduler_config.get("num_train_timesteps", 1000)
 
@@ -373,15 +378,18 @@ class MamboPipeline:
                     part.scatter_add(eps[0, 0], forward(unet, inp[i:i + chunk], t, dev)[:, 0], window)
                     counter.forwards += part.count
                     counter.batches += 1
-            # the samplers used here read the returned noise within step() and keep only what they derive from it
-            return eps.mul_(inverses[-1] if len(which) > 1 else inverses[which[0]])
+            # the weighted mean's division, applied by the scheduler as it reads the noise (a canvas pass fewer)
+            scheduler.output_weight = inverses[-1] if len(which) > 1 else inverses[which[0]]
+            return eps
 
         gens = generators(seed, [(stage, "canvas")])
-        scheduler = canvas_scheduler(settings.sampler, scheduler_config, side, side)
+        scheduler = canvas_scheduler(settings.sampler, scheduler_config, side, side, dev)
+        if isinstance(scheduler, in_place_dpm_solver()):
+            scheduler.buffers = tuple(ws.empty(f"{stage} x0 {i}", (1, 1, side, side), dev) for i in range(2))
         x = sample(predict, scheduler, randn((1, 1, side, side), gens, dev), gens, settings.steps, eta=settings.eta,
                    on_step=lambda i, k: reporter.update(f"{stage} tiles", i, k),
                    start=None if start is None else start[None, None], strength=settings.strength)
-        return x[0, 0].masked_fill_(~covered, BACKGROUND)
+        return x[0, 0].masked_fill_(inverses[0] == 0, BACKGROUND)  # not covered by the first grid
 
 
 def covering(candidates: list[tiling.Tile], tiles: list[tiling.Tile], side: int) -> list[tiling.Tile]:
