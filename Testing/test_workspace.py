@@ -31,8 +31,11 @@ def test_a_pipeline_run_again_on_its_kept_buffers_gives_a_fresh_pipelines_image(
     pipe = pipeline(sd=0.1)
     first = pipe(FULL, 5, settings, global01=g01)
     kept = {name: buffer.data_ptr() for name, buffer in pipe.workspace.buffers.items()}
-    assert {"full input 0", "full input 1", "full noise", "full weights both", "full x0 0"} <= set(kept)
-    assert not any(name.startswith("mid ") for name in kept)
+    canvas = (FULL, FULL)
+    shapes = {"full weights 0": canvas, "full weights 1": canvas, "full weights both": canvas,
+              "full noise": (1, 1, *canvas), "full x0 0": (1, 1, *canvas), "full x0 1": (1, 1, *canvas)}
+    assert {name: tuple(b.shape) for name, b in pipe.workspace.buffers.items() if "input" not in name} == shapes
+    assert {name for name in kept if "input" in name} == {"full input 0", "full input 1"}  # the mid stage's: freed
     second = pipe(FULL, 6, settings, global01=g01)
     third = pipe(FULL, 5, settings, global01=g01)
     assert {name: buffer.data_ptr() for name, buffer in pipe.workspace.buffers.items()} == kept

@@ -35,7 +35,7 @@ declare -A TESTS=(
                           Testing/test_reader_study.py::test_auc_and_roc_from_ratings
                           Testing/test_reader_study.py::test_score_command_writes_the_report
                           Testing/test_mutants_scoring.py"
-  [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py"
+  [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py Testing/test_mutants_mambo.py"
   [pipelines/anomaly]="Testing/test_oracle_anomaly.py"
   [pipelines/dualview]="Testing/test_oracle_dualview.py"
   [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py"
