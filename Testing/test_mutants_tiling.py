@@ -120,3 +120,20 @@ def test_every_in_place_add_writes_each_canvas_pixel_at_most_once(overlap, monke
     assert views and all(len(set(element_offsets(v).tolist())) == v.numel() for v in views)
     covered = torch.cat([element_offsets(v) for v in views])
     assert covered.numel() == len(tiles) * 32 * 32, "every tile's pixels are added exactly once"
+
+
+def test_a_shifted_grid_is_shifted_along_both_axes():
+    tiles = tiling.grid(70, 100, 32, 8, shifted=True)
+    assert sorted({t.y for t in tiles}) == tiling.positions(70, 32, 8, shifted=True) == [0, 12, 36, 38]
+    assert sorted({t.x for t in tiles}) == tiling.positions(100, 32, 8, shifted=True) == [0, 12, 36, 60, 68]
+
+
+def test_rows_below_the_first_merge_into_one_block_and_sums_go_into_the_buffer_given():
+    """A block may start below the first row (background skipped above it): rows 1-2 of the grid, y = 24 and 48,
+    are one block; and `weight_sum` fills the buffer it is given (a pipeline's kept buffer), zeroing it first."""
+    tiles = [t for t in tiling.grid(100, 100, 32, 8) if t.row in (1, 2)]
+    index = tiling.TileIndex(tiles)
+    assert [b[:3] for b in index.blocks] == [(24, 24, 2), (24, 24, 2)]
+    buffer = torch.full((100, 100), 5.0)
+    total = index.weight_sum(torch.ones(32, 32), (100, 100), out=buffer)
+    assert total is buffer and total.max() == 4 and total[0].max() == 0
