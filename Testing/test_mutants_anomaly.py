@@ -151,3 +151,9 @@ def test_the_settings_cut_and_floor_reach_the_difference_and_the_heat_map():
     assert heat_map(original, recon, mask, AnomalySettings(**sharp))[27, 27] > 0.1
     assert heat_map(original, recon, mask, AnomalySettings(cut=0.5, **sharp))[27, 27] < 1e-3
     assert heat_map(original, recon, mask, AnomalySettings(cut=0.0, min_difference=0.3, **sharp))[27, 27] < 1e-3
+
+
+def test_the_default_cut_and_label_threshold_are_mambos_30_percent():
+    diff = np.array([[1.0, 0.31, 0.29, 0.0]], np.float32)
+    np.testing.assert_array_equal(drop_weak(diff), np.array([[1.0, 0.31, 0, 0]], np.float32))
+    np.testing.assert_array_equal(label_map(diff), [[True, True, False, False]])

@@ -60,7 +60,9 @@ for module in "${@:-${DEFAULT[@]}}"; do
   fi
   work="$scratch/${module//\//_}"
   mkdir -p "$work"
-  rm -rf "$work/MammoSynthLogic" "$work/Testing"
+  # the tests may have changed since the last run: which tests cover which function is collected again (mutmut
+  # would otherwise run only the tests it knew of against a mutant); the mutants' results are kept
+  rm -rf "$work/MammoSynthLogic" "$work/Testing" "$work/mutants/mutmut-stats.json"
   cp -r "$root/MammoSynthLogic" "$root/Testing" "$work/"
   # Hypothesis without its shrink phase (in the scratch copy only): a mutant that fails a property test fails at
   # once instead of running into mutmut's CPU-time limit while the counterexample is being shrunk.
