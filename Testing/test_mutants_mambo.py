@@ -4,12 +4,14 @@ and the progress of the parallel stage — each with a known answer."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from MammoSynthLogic import tiling
+from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines import mambo
 from MammoSynthLogic.progress import Reporter
-from test_oracle_mambo import FULL, MID, S, pipeline, quick, tissue_global
+from test_oracle_mambo import FULL, MID, S, Oracle, pipeline, quick, tissue_global
 
 
 def test_crops_inside_the_image_are_plain_slices():
@@ -59,3 +61,80 @@ def test_parallel_stage_feeds_the_unet_its_channels_counts_its_calls_and_reports
     for stage in ("mid", "full"):
         steps = [(done, total) for name, done, total in updates if name == f"{stage} tiles"]
         assert steps == [(i, 10) for i in range(1, 11)], (stage, steps)
+
+
+def test_the_overlap_setting_reaches_the_grids_and_the_recorded_settings():
+    """overlap 6 at s = 16 (default s/8 = 2) on the 48-px mid canvas: 5 tiles a side (starts 0, 10, 20, 30, 32)
+    instead of 4 (0, 14, 28, 32), and the result records the overlap it ran with (provenance)."""
+    result = pipeline()(FULL, 0, quick(overlap=6, skip_background=False), global01=tissue_global())
+    assert result.settings.overlap == 6 and result.tiles["mid"] == (25, 25)
+    default = pipeline()(FULL, 0, quick(skip_background=False), global01=tissue_global())
+    assert default.settings.overlap == S // 8 and default.tiles["mid"] == (16, 16)
+
+
+def test_an_output_of_the_model_size_is_allowed_and_a_smaller_one_refused_in_one_line():
+    assert pipeline()(S, 0, quick(), global01=tissue_global()).image.shape == (S, S)
+    with pytest.raises(MammoSynthError, match=rf"^--size {S - 1}: the output must be at least the model size "
+                                              rf"s = {S}$"):
+        pipeline()(S - 1, 0, quick(), global01=tissue_global())
+
+
+@pytest.mark.parametrize("tiling", ["parallel", "sequential"])
+def test_the_seed_reaches_every_stage(tiling):
+    """Gaussian oracles at all three stages: one seed gives one image; another seed changes the global image, the
+    mid and the full canvases; the global stage's U-Net calls are counted."""
+    def run(seed):
+        pipe = pipeline(sd=0.1)
+        g = torch.from_numpy(tissue_global() * 2 - 1)[None, None]
+        pipe.global_.unet = Oracle(lambda x: g.expand(x.shape[0], -1, -1, -1), 0.1)
+        return pipe(FULL, seed, quick(tiling=tiling, strength=1.0))
+
+    a, b, again = run(1), run(2), run(1)
+    assert np.array_equal(a.image, again.image)
+    for part in ("global_image", "mid", "image"):
+        assert np.abs(getattr(a, part) - getattr(b, part)).mean() > 0.01, part
+    assert a.counters["global"].batches == 10 and a.counters["global"].forwards == 10
+
+
+def test_bundles_without_the_aligned_channel_get_two_context_channels():
+    pipe = pipeline()
+    for bundle in (pipe.local, pipe.patch):
+        bundle.manifest["aligned_context"] = False
+        bundle.unet.target = lambda x: x[:, 2:3]  # the global image: the only clean channel they have
+    channels = []
+    pipe.patch.unet.register_forward_pre_hook(lambda module, args: channels.append(args[0].shape[1]))
+    pipe.local.unet.register_forward_pre_hook(lambda module, args: channels.append(args[0].shape[1]))
+    pipe(FULL, 0, quick(strength=1.0), global01=tissue_global())
+    assert set(channels) == {3}
+
+
+def test_a_background_only_global_image_gives_a_background_image_without_a_tile():
+    result = pipeline()(FULL, 0, quick(), global01=np.zeros((S, S), np.float32))
+    assert result.tiles["mid"][0] == result.tiles["full"][0] == 0 and result.tiles["full"][1] > 0
+    assert result.image.shape == (FULL, FULL) and not result.image.any() and not result.mid.any()
+
+
+@pytest.mark.parametrize("tiling", ["wavefront", "sequential"])
+def test_tile_by_tile_stages_batch_their_waves_count_their_calls_and_report_progress(tiling):
+    """Wavefront: the tiles of one anti-diagonal in one U-Net call; sequential: one tile per call. Every call is
+    counted; progress runs over all groups' steps of a stage, ending at its total."""
+    pipe = pipeline()
+    updates = []
+    result = pipe(FULL, 0, quick(tiling=tiling, strength=1.0, skip_background=False),
+                  Reporter(lambda stage, done, total: updates.append((stage, done, total))), global01=tissue_global())
+    side = result.tiles["mid"][0] ** 0.5
+    groups = 2 * side - 1 if tiling == "wavefront" else side ** 2
+    assert result.counters["mid"].batches == groups * 10 and result.counters["mid"].forwards == side ** 2 * 10
+    assert len(pipe.local.unet.seen) == result.counters["mid"].batches
+    mid = [(done, total) for name, done, total in updates if name == "mid tiles"]
+    assert mid == [(i, groups * 10) for i in range(1, int(groups * 10) + 1)]
+
+
+@pytest.mark.parametrize("tiling", ["parallel", "wavefront", "sequential"])
+def test_every_tiling_enters_below_strength_T_from_the_coarser_stage(tiling):
+    """strength 0.5 of a 10-step schedule: the tile models are asked below t = 500 only, and the tiles start from
+    the coarser stage (an oracle that ignores it still lands on its target: the start is what is checked)."""
+    pipe = pipeline()
+    pipe(FULL, 0, quick(tiling=tiling, strength=0.5), global01=tissue_global())
+    for unet in (pipe.local.unet, pipe.patch.unet):
+        assert max(t for t, _ in unet.seen) < 500 and len({t for t, _ in unet.seen}) == 5
