@@ -138,3 +138,20 @@ def test_every_tiling_enters_below_strength_T_from_the_coarser_stage(tiling):
     pipe(FULL, 0, quick(tiling=tiling, strength=0.5), global01=tissue_global())
     for unet in (pipe.local.unet, pipe.patch.unet):
         assert max(t for t, _ in unet.seen) < 500 and len({t for t, _ in unet.seen}) == 5
+
+
+def test_the_second_grid_of_the_parallel_stage_is_the_shifted_one(monkeypatch):
+    """The grid the parallel stage alternates with is the one shifted by half a tile step (its borders lie in the
+    middle of the first grid's tiles), narrowed to the tiles that cover the first grid's pixels."""
+    offered = []
+    real = mambo.covering
+
+    def recording(candidates, tiles, side):
+        offered.append((side, sorted({t.y for t in candidates}), sorted({t.x for t in candidates})))
+        return real(candidates, tiles, side)
+
+    monkeypatch.setattr(mambo, "covering", recording)
+    pipeline()(FULL, 0, quick(), global01=tissue_global())
+    expected = [(n, tiling.positions(n, S, S // 8, shifted=True), tiling.positions(n, S, S // 8, shifted=True))
+                for n in (MID, FULL)]
+    assert offered == expected and tiling.positions(MID, S, S // 8, shifted=True) != tiling.positions(MID, S, S // 8)
