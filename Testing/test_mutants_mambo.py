@@ -11,7 +11,7 @@ from MammoSynthLogic import tiling
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines import mambo
 from MammoSynthLogic.progress import Reporter
-from test_oracle_mambo import FULL, MID, S, Oracle, pipeline, quick, tissue_global
+from test_oracle_mambo import FULL, MID, S, Oracle, pipeline, quick, tissue_global, up
 
 
 def test_crops_inside_the_image_are_plain_slices():
@@ -81,19 +81,30 @@ def test_an_output_of_the_model_size_is_allowed_and_a_smaller_one_refused_in_one
 
 @pytest.mark.parametrize("tiling", ["parallel", "sequential"])
 def test_the_seed_reaches_every_stage(tiling):
-    """Gaussian oracles at all three stages: one seed gives one image; another seed changes the global image, the
-    mid and the full canvases; the global stage's U-Net calls are counted."""
+    """Gaussian oracles: a stage's residual (its canvas minus the coarser stage upsampled) comes from that stage's
+    own noise, so another seed must give another field (correlation near 0; a stage that ignored the seed would
+    repeat its field, correlation 1, whatever the coarser stage did); one seed repeats the image. From noise, the
+    global image depends on the seed too, and the global stage's U-Net calls are counted."""
+    g01 = tissue_global()
+
     def run(seed):
-        pipe = pipeline(sd=0.1)
-        g = torch.from_numpy(tissue_global() * 2 - 1)[None, None]
-        pipe.global_.unet = Oracle(lambda x: g.expand(x.shape[0], -1, -1, -1), 0.1)
-        return pipe(FULL, seed, quick(tiling=tiling, strength=1.0))
+        return pipeline(sd=0.1)(FULL, seed, quick(tiling=tiling, strength=1.0), global01=g01)
 
     a, b, again = run(1), run(2), run(1)
     assert np.array_equal(a.image, again.image)
-    for part in ("global_image", "mid", "image"):
-        assert np.abs(getattr(a, part) - getattr(b, part)).mean() > 0.01, part
-    assert a.counters["global"].batches == 10 and a.counters["global"].forwards == 10
+    for fine_a, fine_b, coarse_a, coarse_b, n in ((a.mid, b.mid, g01, g01, MID), (a.image, b.image, a.mid, b.mid, FULL)):
+        residual_a, residual_b = fine_a - up(coarse_a, n), fine_b - up(coarse_b, n)
+        assert residual_a.std() > 0.005 and abs(np.corrcoef(residual_a.ravel(), residual_b.ravel())[0, 1]) < 0.3, n
+
+    def from_noise(seed):
+        pipe = pipeline(sd=0.1)
+        g = torch.from_numpy(g01 * 2 - 1)[None, None]
+        pipe.global_.unet = Oracle(lambda x: g.expand(x.shape[0], -1, -1, -1), 0.1)
+        return pipe(FULL, seed, quick(tiling=tiling, strength=1.0))
+
+    x, y = from_noise(1), from_noise(2)
+    assert np.abs(x.global_image - y.global_image).mean() > 0.01
+    assert x.counters["global"].batches == 10 and x.counters["global"].forwards == 10
 
 
 def test_bundles_without_the_aligned_channel_get_two_context_channels():
