@@ -11,7 +11,7 @@ from MammoSynthLogic import tiling
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines import mambo
 from MammoSynthLogic.progress import Reporter
-from test_oracle_mambo import FULL, MID, S, Oracle, pipeline, quick, tissue_global, up
+from test_oracle_mambo import ATOL, FULL, MID, S, Oracle, asymmetric_global, pipeline, quick, tissue_global, up
 
 
 def test_crops_inside_the_image_are_plain_slices():
@@ -166,3 +166,30 @@ def test_the_second_grid_of_the_parallel_stage_is_the_shifted_one(monkeypatch):
     expected = [(n, tiling.positions(n, S, S // 8, shifted=True), tiling.positions(n, S, S // 8, shifted=True))
                 for n in (MID, FULL)]
     assert offered == expected and tiling.positions(MID, S, S // 8, shifted=True) != tiling.positions(MID, S, S // 8)
+
+
+def test_wavefront_calls_the_unet_in_chunks_of_the_chunk_setting():
+    """chunk 2 on a 4 × 4 mid grid: the waves hold 1, 2, 3, 4, 3, 2, 1 tiles, so 1+1+2+2+2+1+1 = 10 calls a step."""
+    result = pipeline()(FULL, 0, quick(tiling="wavefront", chunk=2, strength=1.0, skip_background=False),
+                        global01=tissue_global())
+    assert result.tiles["mid"] == (16, 16) and result.counters["mid"].batches == 10 * 10
+
+
+def test_tile_by_tile_a_tile_keeps_the_pixels_earlier_tiles_finished():
+    """Each tile's clean target is the coarser stage plus a shift of its own (a fifth of the mean of its first
+    context channel, which differs from tile to tile): where tiles overlap, the pixel must hold the target of the
+    first tile (in row order) that covered it, re-noised and handed back to the later ones, not theirs."""
+    pipe = pipeline()
+    pipe.local.unet.target = lambda x: x[:, 3:4] + 0.2 * x[:, 1:2].mean(dim=(2, 3), keepdim=True)
+    g01 = asymmetric_global()
+    result = pipe(FULL, 0, quick(tiling="sequential", strength=1.0, skip_background=False), global01=g01)
+    tiles = tiling.grid(MID, MID, S, S // 8)
+    contexts = pipe.local.unet.contexts[::10]  # one tile per call, 10 steps each: each tile's first call
+    expected, done = np.zeros((MID, MID), np.float32), np.zeros((MID, MID), bool)
+    coarse = up(g01 * 2 - 1, MID)
+    for t, ctx in zip(tiles, contexts):
+        value = coarse[t.slices] + 0.2 * float(ctx[0, 0].mean())
+        region = expected[t.slices]
+        region[~done[t.slices]] = value[~done[t.slices]]
+        done[t.slices] = True
+    np.testing.assert_allclose(result.mid, np.clip((expected + 1) / 2, 0, 1), atol=ATOL)
