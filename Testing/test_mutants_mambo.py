@@ -193,3 +193,15 @@ def test_tile_by_tile_a_tile_keeps_the_pixels_earlier_tiles_finished():
         region[~done[t.slices]] = value[~done[t.slices]]
         done[t.slices] = True
     np.testing.assert_allclose(result.mid, np.clip((expected + 1) / 2, 0, 1), atol=ATOL)
+
+
+def test_tile_by_tile_each_stage_draws_its_own_noise_for_a_tile():
+    """Gaussian oracles, one tile per call: tile (0, 0) of the mid and of the full canvas have the same grid place,
+    so only the stage's name in the key tells their noise apart. Their residuals (a function of the noise alone)
+    must be another field each (correlation near 0, not 1)."""
+    g01 = tissue_global()
+    result = pipeline(sd=0.1)(FULL, 3, quick(tiling="sequential", strength=1.0), global01=g01)
+    mid = (result.mid - up(g01, MID))[:S, :S]
+    full = (result.image - up(result.mid, FULL))[:S, :S]
+    assert mid.std() > 0.005 and full.std() > 0.005
+    assert abs(np.corrcoef(mid.ravel(), full.ravel())[0, 1]) < 0.5
