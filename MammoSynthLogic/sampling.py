@@ -110,7 +110,7 @@ def in_place_dpm_solver():
             out = self.buffers[self.buffers[0] is self.model_outputs[-1]]  # not the prediction kept as m1
             self.pending = (out, model_output, 1 / float(alpha_t), -float(sigma_t / alpha_t))
             if self._whole_thresholding():  # not elementwise: convert the whole sample now
-                self._convert(slice(None), sample)
+                self._finish(sample)
                 out.copy_(self._threshold_sample(out))
             return out
 
@@ -134,8 +134,6 @@ def in_place_dpm_solver():
 
         def _update(self, sample: torch.Tensor, a: float, terms: list) -> torch.Tensor:
             """sample ← a·sample + Σ c·m over (c, m) `terms`, band by band, each band's x0 converted first."""
-            if self._whole_thresholding():
-                self.pending = None  # converted and thresholded already
             height = sample.shape[-2]
             step = self.band_rows or height
             for r in range(0, height, step):
@@ -148,9 +146,8 @@ def in_place_dpm_solver():
             return sample
 
         def _finish(self, sample: torch.Tensor) -> None:
-            """Complete a pending conversion before handing over to diffusers' own update."""
-            if not self._whole_thresholding():
-                self._convert(slice(None), sample)
+            """Complete a pending conversion at once (for thresholding, or diffusers' own update)."""
+            self._convert(slice(None), sample)
             self.pending = None
 
         def dpm_solver_first_order_update(self, model_output, *args, sample=None, noise=None, **kwargs):
