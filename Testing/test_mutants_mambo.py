@@ -1,6 +1,6 @@
-"""MAMBO pipeline: the behaviour that mutation testing (scripts/mutation.sh pipelines/mambo) found unchecked — crops
-inside the image, the context channels' count, the background mask's margin, the U-Net input, the usage counters
-and the progress of the parallel stage — each with a known answer."""
+"""MAMBO pipeline: the behaviour that mutation testing (scripts/mutation.sh pipelines/mambo) found unchecked — crops,
+context channels, the background mask's margin, the U-Net input, counters, progress, the overlap, the seed, the
+shifted grid, tile-by-tile tiling's waves, chunks, finished pixels and noise — each with a known answer."""
 from __future__ import annotations
 
 import numpy as np
@@ -143,8 +143,8 @@ def test_tile_by_tile_stages_batch_their_waves_count_their_calls_and_report_prog
 
 @pytest.mark.parametrize("tiling", ["parallel", "wavefront", "sequential"])
 def test_every_tiling_enters_below_strength_T_from_the_coarser_stage(tiling):
-    """strength 0.5 of a 10-step schedule: the tile models are asked below t = 500 only, and the tiles start from
-    the coarser stage (an oracle that ignores it still lands on its target: the start is what is checked)."""
+    """strength 0.5 of a 10-step schedule: the tile models are asked at the 5 timesteps below t = 500 only (the
+    tiles enter the schedule there, from the coarser stage; from noise they would be asked from t = 999)."""
     pipe = pipeline()
     pipe(FULL, 0, quick(tiling=tiling, strength=0.5), global01=tissue_global())
     for unet in (pipe.local.unet, pipe.patch.unet):
