@@ -28,14 +28,43 @@ def _downsample(pixels: np.ndarray, work_side: int = WORK_SIDE) -> np.ndarray:
 
 
 def _erode_disk(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Erosion by a disk through the distance transform: linear time whatever the radius."""
-    return ndimage.distance_transform_edt(mask) > radius
+    """Pixels farther than `radius` from every background pixel (what `distance_transform_edt(mask) > radius` keeps;
+    outside the image is not background). The disk is taken row by row: a pixel survives if, in each row dy of the
+    disk, the run of half-width ⌊√(r² - dy²)⌋ around it holds no background, a difference of running counts. At the
+    radii used here (a few pixels) this is a few times faster than the distance transform."""
+    h, w = mask.shape
+    reach = int(radius)
+    rows = min(reach, h - 1)  # rows of the disk beyond the image hold no background
+    # the half-widths with the distance transform's own test (sqrt in float64, <= radius) on every offset
+    halves = {dy: max(dx for dx in range(reach + 1) if math.sqrt(dx * dx + dy * dy) <= radius)
+              for dy in range(-rows, rows + 1)}
+    holes = np.zeros((h, w + 2 * reach + 1), np.int32)
+    np.cumsum(~mask, axis=1, out=holes[:, reach + 1:reach + 1 + w])
+    holes[:, reach + 1 + w:] = holes[:, reach + w:reach + 1 + w]
+    runs = {half: holes[:, reach + half + 1:reach + half + 1 + w] == holes[:, reach - half:reach - half + w]
+            for half in set(halves.values())}
+    out = np.ones((h, w), bool)
+    for dy, half in halves.items():
+        if dy >= 0:
+            out[:h - dy] &= runs[half][dy:]
+        else:
+            out[-dy:] &= runs[half][:h + dy]
+    return out
 
 
 def _dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
-    if not mask.any():  # the distance transform of an all-background mask measures from the corner: nothing to grow
-        return mask.copy()
-    return ndimage.distance_transform_edt(~mask) <= radius
+    """Pixels within `radius` of the mask (`distance_transform_edt(~mask) <= radius`; nothing for an empty mask)."""
+    return ~_erode_disk(~mask, radius)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """`ndimage.binary_fill_holes` (4-connected background not reaching the border) by one labelling, not by
+    dilating until nothing changes."""
+    labels, n = ndimage.label(~mask)
+    keep = np.ones(n + 1, bool)
+    keep[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = False
+    keep[0] = True  # the mask itself
+    return keep[labels]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -63,7 +92,7 @@ def _region_small(pixels: np.ndarray) -> np.ndarray:
     if not core.any():
         core = _largest_component(thresholded)
     region = _largest_component(thresholded & _dilate_disk(core, radius + 1))
-    return ndimage.binary_fill_holes(region)
+    return _fill_holes(region)
 
 
 def _upsample(mask_small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

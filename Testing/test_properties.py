@@ -259,3 +259,27 @@ def test_transform_json_says_what_it_does():
     assert json.loads(t.to_json()) == {"source_shape": [300, 200], "flipped": True, "size": 512,
                                                       "padding": "bottom/right with zeros",
                                                       "flip": "horizontal, before padding"}
+
+
+def _nearest(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Distance from every pixel to the nearest of `points` (N, 2) by brute force (inf where there are none)."""
+    if not len(points):
+        return np.full(shape, np.inf)
+    yy, xx = np.indices(shape)
+    d2 = (yy[..., None] - points[:, 0]) ** 2 + (xx[..., None] - points[:, 1]) ** 2
+    return np.sqrt(d2.min(axis=-1).astype(np.float64))
+
+
+@given(rows=st.integers(1, 24), cols=st.integers(1, 24), fill=st.floats(0, 1), seed=st.integers(0, 2 ** 16),
+       radius=st.one_of(st.integers(0, 30).map(float), st.floats(0.1, 12), st.sampled_from([2 ** 0.5, 5 ** 0.5])))
+def test_disk_erosion_and_dilation_are_the_brute_force_distance_tests(rows, cols, fill, seed, radius):
+    """Erosion keeps the pixels farther than r from all background (outside the image is not background); dilation
+    reaches every pixel within r of the mask; hole filling leaves only background that touches the border."""
+    from scipy import ndimage
+
+    from MammoSynthLogic.breast_mask import _dilate_disk, _erode_disk, _fill_holes
+
+    mask = np.random.default_rng(seed).random((rows, cols)) < fill
+    np.testing.assert_array_equal(_erode_disk(mask, radius), _nearest(np.argwhere(~mask), mask.shape) > radius)
+    np.testing.assert_array_equal(_dilate_disk(mask, radius), _nearest(np.argwhere(mask), mask.shape) <= radius)
+    np.testing.assert_array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
