@@ -8,10 +8,12 @@ on which other tiles share its batch.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
 import inspect
+import json
 import math
 from typing import Callable, Optional, Sequence
 
@@ -45,27 +47,30 @@ def randn(shape: Sequence[int], gens: list[torch.Generator], device="cpu") -> to
 
 def make_scheduler(kind: str, config: dict, in_place: bool = False):
     """A diffusers scheduler of `kind` built from a bundle's training schedule, pitfalls handled. With `in_place`,
-    `step` writes its result into the sample it is given (for canvases: `canvas_scheduler`)."""
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
+    `step` writes its result into the sample it is given (for canvases: `canvas_scheduler`). Each call returns a
+    fresh copy of one built per kind and schedule (diffusers' `from_config` inspects signatures: 4× the copy's time)."""
+    if kind not in SAMPLERS:
+        raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
     base = {k: v for k, v in config.items() if not k.startswith("_")}
+    return copy.deepcopy(_built_scheduler(kind, in_place, json.dumps(base, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=32)
+def _built_scheduler(kind: str, in_place: bool, base: str):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    base = json.loads(base)
     if kind == "ddpm":
         return DDPMScheduler.from_config(base)
     if kind == "ddim":
         return DDIMScheduler.from_config(base, clip_sample=False, timestep_spacing="trailing")
-    if kind in ("dpm++", "sde-dpm++"):
-        # The SDE variant adds fresh noise each step: small models' errors at high t are washed out instead of
-        # carried to the end (the ODE variant leaves grey noise backgrounds on some seeds of the embedded models).
-        cls = in_place_dpm_solver() if in_place and kind == "dpm++" else DPMSolverMultistepScheduler
-        scheduler = cls.from_config(
-            base, algorithm_type="dpmsolver++" if kind == "dpm++" else "sde-dpmsolver++", solver_order=2,
-            thresholding=True, sample_max_value=1.0, timestep_spacing="trailing", lower_order_final=True,
-            final_sigmas_type="zero")
-        # diffusers sorts all of |x0| per sample for the quantile (torch.quantile): a 3840² canvas is 15M values
-        scheduler._threshold_sample = lambda x0: threshold(x0, scheduler.config.dynamic_thresholding_ratio,
-                                                           scheduler.config.sample_max_value)
-        return scheduler
-    raise MammoSynthError(f"sampler {kind}", f"unknown sampler; choose one of {', '.join(SAMPLERS)}")
+    # The SDE variant adds fresh noise each step: small models' errors at high t are washed out instead of
+    # carried to the end (the ODE variant leaves grey noise backgrounds on some seeds of the embedded models).
+    cls = in_place_dpm_solver() if in_place and kind == "dpm++" else thresholded_dpm_solver()
+    return cls.from_config(
+        base, algorithm_type="dpmsolver++" if kind == "dpm++" else "sde-dpmsolver++", solver_order=2,
+        thresholding=True, sample_max_value=1.0, timestep_spacing="trailing", lower_order_final=True,
+        final_sigmas_type="zero")
 
 
 def canvas_scheduler(kind: str, config: dict, height: int, width: int, device: str = "cpu"):
@@ -81,6 +86,22 @@ def canvas_scheduler(kind: str, config: dict, height: int, width: int, device: s
 
 
 @functools.cache
+def thresholded_dpm_solver():
+    """diffusers' DPM-Solver++ with `threshold` for its dynamic thresholding: diffusers sorts all of |x0| per sample
+    for the quantile (torch.quantile), and a 3840² canvas is 15M values."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    class ThresholdedDPMSolver(DPMSolverMultistepScheduler):
+        def _threshold_sample(self, x0: torch.Tensor) -> torch.Tensor:
+            return threshold(x0, self.config.dynamic_thresholding_ratio, self.config.sample_max_value)
+
+    return ThresholdedDPMSolver
+
+
+_COEFFICIENTS: dict[tuple, list[float]] = {}
+
+
+@functools.cache
 def in_place_dpm_solver():
     """DPM-Solver++ (multistep, ODE, ε-prediction) that updates the sample in place: x0 goes into one of two buffers
     kept from step to step, and the conversion to x0 (clip to ±1, the `output_weight`) and the update run together,
@@ -91,9 +112,7 @@ def in_place_dpm_solver():
     diffusers' own update functions applied to the unit vectors (sample = e1, predictions = e2, e3: the result is
     the coefficients), so the orders, the final step and the solver type stay diffusers'.
     Anything else (SDE noise, other prediction types, thresholding other than the clip) takes diffusers' path."""
-    from diffusers import DPMSolverMultistepScheduler
-
-    class InPlaceDPMSolver(DPMSolverMultistepScheduler):
+    class InPlaceDPMSolver(thresholded_dpm_solver()):
         buffers: tuple[torch.Tensor, ...] = ()  # two x0 predictions: this step's and the one before
         band_rows: Optional[int] = None  # None: the whole sample at once
         output_weight: Optional[torch.Tensor] = None
@@ -145,6 +164,24 @@ def in_place_dpm_solver():
             self.pending = None
             return sample
 
+        def _coefficients(self, order: int) -> list[float]:
+            """(a, b[, c]) of this step's update a·sample + b·m0 [+ c·m1]: diffusers' update of `order` applied to unit
+            vectors, memoised by the sigmas it reads and the config (the same schedule recurs image after image)."""
+            i = self.step_index
+            key = (order, json.dumps(dict(self.config), sort_keys=True, default=str),
+                   tuple(self.sigmas[i + 1 - order:i + 2].tolist()))
+            if key not in _COEFFICIENTS:
+                if order == 1:
+                    x, m = torch.eye(2, dtype=torch.float64)
+                    found = super().dpm_solver_first_order_update(m, sample=x)
+                else:
+                    x, m0, m1 = torch.eye(3, dtype=torch.float64)
+                    found = super().multistep_dpm_solver_second_order_update([m1, m0], sample=x)
+                if len(_COEFFICIENTS) > 4096:
+                    _COEFFICIENTS.clear()
+                _COEFFICIENTS[key] = found.tolist()
+            return _COEFFICIENTS[key]
+
         def _finish(self, sample: torch.Tensor) -> None:
             """Complete a pending conversion at once (for thresholding, or diffusers' own update)."""
             self._convert(slice(None), sample)
@@ -155,8 +192,7 @@ def in_place_dpm_solver():
                 self._finish(sample)
                 return super().dpm_solver_first_order_update(model_output, *args, sample=sample, noise=noise,
                                                              **kwargs)
-            x, m = torch.eye(2, dtype=torch.float64)
-            a, b = super().dpm_solver_first_order_update(m, sample=x).tolist()
+            a, b = self._coefficients(1)
             return self._update(sample, a, [(b, model_output)])
 
         def multistep_dpm_solver_second_order_update(self, model_output_list, *args, sample=None, noise=None,
@@ -165,8 +201,7 @@ def in_place_dpm_solver():
                 self._finish(sample)
                 return super().multistep_dpm_solver_second_order_update(model_output_list, *args, sample=sample,
                                                                         noise=noise, **kwargs)
-            x, m0, m1 = torch.eye(3, dtype=torch.float64)
-            a, b, c = super().multistep_dpm_solver_second_order_update([m1, m0], sample=x).tolist()
+            a, b, c = self._coefficients(2)
             m1, m0 = model_output_list[-2:]
             return self._update(sample, a, [(b, m0), (c, m1)])
 

@@ -74,6 +74,22 @@ def test_scheduler_pitfalls_are_handled():
         sampling.make_scheduler("euler", CONFIG)
 
 
+def test_each_scheduler_is_a_copy_of_its_own():
+    """Schedulers are copies of one built per kind and schedule: state and config changes stay in the copy, and a
+    different schedule or kind builds its own."""
+    first, second = sampling.make_scheduler("dpm++", CONFIG), sampling.make_scheduler("dpm++", CONFIG)
+    first.register_to_config(sample_max_value=1.5)
+    first.set_timesteps(5)
+    assert second.config.sample_max_value == 1.0 and second.timesteps is not first.timesteps
+    x0 = torch.linspace(-3, 3, 64).reshape(1, 1, 8, 8)
+    assert float(first._threshold_sample(x0).abs().max()) == 1.0, "divided by its own quantile s = 1.5"
+    torch.testing.assert_close(second._threshold_sample(x0), x0.clamp(-1, 1), rtol=0, atol=0)
+    other = dict(CONFIG, num_train_timesteps=500)
+    assert len(sampling.make_scheduler("dpm++", other).alphas_cumprod) == 500
+    assert sampling.make_scheduler("sde-dpm++", CONFIG).config.algorithm_type == "sde-dpmsolver++"
+    assert type(sampling.make_scheduler("dpm++", CONFIG, in_place=True)) is sampling.in_place_dpm_solver()
+
+
 def test_seeds_are_derived_per_tile():
     assert sampling.derive_seed(5, "mid", 0, 1) == sampling.derive_seed(5, "mid", 0, 1)
     assert len({sampling.derive_seed(5, "mid", i, j) for i in range(10) for j in range(10)}) == 100
@@ -271,6 +287,29 @@ def test_in_place_dpm_solver_equals_diffusers_step(steps, strength, weight):
     assert isinstance(sampling.canvas_scheduler("ddim", CONFIG, 40, 24), sampling.BandedScheduler)
     assert sampling.canvas_scheduler("dpm++", CONFIG, 40, 24, device="meta").band_rows == 40, "one band off the CPU"
     assert sampling.canvas_scheduler("dpm++", CONFIG, 4096, 4096).band_rows == 128
+
+
+def test_in_place_coefficients_are_kept_per_schedule_and_config():
+    """The update's coefficients are memoised: a new step count, a new solver type, a schedule that shares a step
+    but not the one before it (the second order reads three sigmas), or a second run of a schedule already seen,
+    each give diffusers' steps (a memo keyed too loosely would hand one schedule another's)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    base = {k: v for k, v in CONFIG.items() if not k.startswith("_")}
+    target = torch.rand(1, 1, 8, 8) * 2 - 1
+    for steps, solver_type in [(6, "midpoint"), (7, "midpoint"), (7, "heun"), (6, "midpoint"),
+                               ([999, 700, 400, 200], "midpoint"), ([999, 500, 400, 200], "midpoint")]:
+        custom = isinstance(steps, list)
+        settings = dict(algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
+                        lower_order_final=True, final_sigmas_type="zero", solver_type=solver_type)
+        runs = []
+        for scheduler in (sampling.in_place_dpm_solver().from_config(base, **settings),
+                          DPMSolverMultistepScheduler.from_config(base, **settings)):
+            gens = sampling.generators(3, [0])
+            runs.append(sampling.sample(lambda x, t: 0.5 * x + 0.1 * target, scheduler,
+                                        sampling.randn((1, 1, 8, 8), gens), gens, len(steps) if custom else steps,
+                                        timesteps=steps if custom else None))
+        torch.testing.assert_close(*runs, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", [{}, {"prediction_type": "v_prediction"},
