@@ -37,9 +37,9 @@ declare -A TESTS=(
                           Testing/test_mutants_scoring.py"
   [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py Testing/test_mutants_mambo.py"
   [pipelines/anomaly]="Testing/test_oracle_anomaly.py"
-  [pipelines/dualview]="Testing/test_oracle_dualview.py"
-  [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py"
-  [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py"
+  [pipelines/dualview]="Testing/test_oracle_dualview.py Testing/test_dualview.py"
+  [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py Testing/test_inpaint.py"
+  [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py Testing/test_repaint.py"
   [pipelines/text2mammo]="Testing/test_text2mammo.py"
 )
 DEFAULT=(reader_study/scoring preparation tiling masks breast_mask dicom_io anomaly sampling pipelines/mambo)
