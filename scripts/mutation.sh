@@ -36,7 +36,7 @@ declare -A TESTS=(
                           Testing/test_reader_study.py::test_score_command_writes_the_report
                           Testing/test_mutants_scoring.py"
   [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py Testing/test_mutants_mambo.py"
-  [pipelines/anomaly]="Testing/test_oracle_anomaly.py"
+  [pipelines/anomaly]="Testing/test_oracle_anomaly.py Testing/test_mutants_pipeline_anomaly.py"
   [pipelines/dualview]="Testing/test_oracle_dualview.py Testing/test_dualview.py Testing/test_mutants_dualview.py"
   [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py Testing/test_inpaint.py Testing/test_mutants_inpaint.py"
   [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py Testing/test_mutants_repaint.py $(
