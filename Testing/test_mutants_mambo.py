@@ -205,3 +205,27 @@ def test_tile_by_tile_each_stage_draws_its_own_noise_for_a_tile():
     full = (result.image - up(result.mid, FULL))[:S, :S]
     assert mid.std() > 0.005 and full.std() > 0.005
     assert abs(np.corrcoef(mid.ravel(), full.ravel())[0, 1]) < 0.5
+
+
+def test_presets_are_the_documented_settings_and_none_keeps_them():
+    """fast: DPM-Solver++ 20 steps entered at 0.6·T, the global image by 25 SDE-DPM-Solver++ steps, parallel tiling;
+    paper: MAMBO's code (DDIM 150, eta 1 for tiles, 0 for the global image, tiles in row order). An override of None
+    keeps the preset's value, any other replaces it."""
+    S_ = mambo.MamboSettings
+    assert S_.preset("fast") == S_(name="fast", sampler="dpm++", steps=20, eta=0.0, global_sampler="sde-dpm++",
+                                   global_steps=25, global_eta=0.0, tiling="parallel", strength=0.6)
+    assert S_.preset("paper") == S_(name="paper", sampler="ddim", steps=150, eta=1.0, global_sampler="ddim",
+                                    global_steps=150, global_eta=0.0, tiling="sequential", strength=1.0)
+    assert S_.preset("paper", steps=None, tiling="wavefront", chunk=4) == S_(
+        name="paper", sampler="ddim", steps=150, eta=1.0, global_sampler="ddim", global_steps=150, global_eta=0.0,
+        tiling="wavefront", chunk=4)
+
+
+@pytest.mark.parametrize("name,overrides,message", [
+    ("slow", {}, "--preset slow: choose fast or paper"),
+    ("fast", {"tiling": "random"}, "--tiling random: choose one of parallel, wavefront, sequential"),
+])
+def test_preset_errors_name_the_option_and_the_choices(name, overrides, message):
+    with pytest.raises(MammoSynthError) as error:
+        mambo.MamboSettings.preset(name, **overrides)
+    assert str(error.value) == message
