@@ -229,3 +229,21 @@ def test_preset_errors_name_the_option_and_the_choices(name, overrides, message)
     with pytest.raises(MammoSynthError) as error:
         mambo.MamboSettings.preset(name, **overrides)
     assert str(error.value) == message
+
+
+def test_the_global_image_is_one_seeded_chain_with_its_eta_and_progress():
+    """Stage 1 is `sample` of the global model from noise drawn by the generator keyed ("global",), with the preset's
+    global sampler, steps and eta (DDIM eta 1 here: a dropped eta would give another image), reporting each step as
+    "global image"; float32. The reference is the same computation called directly."""
+    from MammoSynthLogic.sampling import Counter, generators, make_scheduler, randn, sample, unet_predictor
+
+    pipe = pipeline(tissue_global(), sd=0.2)  # Gaussian data: the chain's own noise (eta) shows in the image
+    settings = quick(global_sampler="ddim", global_eta=1.0, global_steps=6)
+    log = []
+    image = pipe.sample_global(5, settings, Counter(), Reporter(callback=lambda *update: log.append(update)))
+    gens = generators(5, [("global",)])
+    expected = sample(unet_predictor(pipe.global_.unet, None), make_scheduler("ddim", pipe.global_.scheduler_config),
+                      randn((1, 1, S, S), gens), gens, 6, eta=1.0)[0, 0].numpy()
+    assert image.dtype == np.float32 and image.shape == (S, S)
+    np.testing.assert_allclose(image, expected, rtol=0, atol=1e-6)  # the same calls in the same order
+    assert log == [("global image", i, 6) for i in range(1, 7)]
