@@ -15,7 +15,7 @@ python=${PYTHON:-$root/.venv/bin/python}
 jobs=${MUTATION_JOBS:-1}
 
 # module (under MammoSynthLogic/, without .py; pipelines/mambo for a package's module) -> the fast tests that cover
-# it (files or node ids); Testing/test_mutants_MODULE.py holds the tests written for the survivors of earlier runs
+# it (files, node ids or pytest options such as --deselect); Testing/test_mutants_MODULE.py holds the tests written for the survivors of earlier runs
 S=Testing/test_sampling.py
 declare -A TESTS=(
   [sampling]="$S Testing/test_mutants_sampling.py"
@@ -39,12 +39,10 @@ declare -A TESTS=(
   [pipelines/anomaly]="Testing/test_oracle_anomaly.py Testing/test_mutants_pipeline_anomaly.py"
   [pipelines/dualview]="Testing/test_oracle_dualview.py Testing/test_dualview.py Testing/test_mutants_dualview.py"
   [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py Testing/test_inpaint.py Testing/test_mutants_inpaint.py"
-  [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py Testing/test_mutants_repaint.py $(
-    # not the embedded-bundle test: the scratch copy has no Resources/
-    for t in only_the_mask_changes seed_decides_and_chunk_size_does_not known_pixels_enter_each_step_at_that_steps_noise_level \
-             right_breast_is_the_mirror_of_the_left_one content_lands_in_the_mask_after_unflip_and_resampling \
-             jumps_resample_and_cost_what_the_schedule_says cancel_and_bad_input_are_refused \
-             lesion_is_drawn_into_the_contexts_only; do echo "Testing/test_repaint.py::test_$t"; done)"
+  # not the embedded-bundle test: the scratch copy has no Resources/
+  [pipelines/repaint]="Testing/test_oracle_repaint.py Testing/test_oracle_lesion_harmonise.py Testing/test_mutants_repaint.py
+                       Testing/test_repaint.py
+                       --deselect Testing/test_repaint.py::test_embedded_bundles_inpaint_tissue_on_a_real_mammogram"
   [pipelines/text2mammo]="Testing/test_text2mammo.py Testing/test_mutants_text2mammo.py"
 )
 DEFAULT=(reader_study/scoring preparation tiling masks breast_mask dicom_io anomaly sampling pipelines/mambo)
