@@ -15,7 +15,8 @@ python=${PYTHON:-$root/.venv/bin/python}
 jobs=${MUTATION_JOBS:-1}
 
 # module (under MammoSynthLogic/, without .py; pipelines/mambo for a package's module) -> the fast tests that cover
-# it (files, node ids or pytest options such as --deselect); Testing/test_mutants_MODULE.py holds the tests written for the survivors of earlier runs
+# it (files, node ids or pytest options such as --deselect); Testing/test_mutants_MODULE.py holds the tests written
+# for the survivors of earlier runs
 S=Testing/test_sampling.py
 declare -A TESTS=(
   [sampling]="$S Testing/test_mutants_sampling.py"
