@@ -148,21 +148,30 @@ def _to_unit_range(ds: Dataset, arr: np.ndarray) -> tuple[np.ndarray, Optional[s
         lo, hi = 0.0, float((1 << int(descriptor[2])) - 1)
     elif "WindowCenter" in ds and "WindowWidth" in ds:
         values, voi = apply_voi_lut(values, ds, index=0, prefer_lut=False), "window"
-        bits = int(ds.get("BitsStored", 16))
-        signed = int(ds.get("PixelRepresentation", 0)) == 1
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    else:
-        bits = int(ds.get("BitsStored", 16))
-        if values is arr and int(ds.get("PixelRepresentation", 0)) == 0:
-            lo, hi = 0.0, float((1 << bits) - 1)
-        else:
-            lo, hi = float(np.min(values)), float(np.max(values))
-    scale = 1.0 / max(hi - lo, 1e-12)
+        lo, hi = _window_output_range(ds)
+    elif values is arr and arr.dtype.kind == "u":  # unsigned stored values: their whole range
+        lo, hi = 0.0, float((1 << int(ds.get("BitsStored", arr.dtype.itemsize * 8))) - 1)
+    else:  # signed, rescaled or float values: their own range
+        lo, hi = float(np.min(values)), float(np.max(values))
+    scale = 1.0 / (hi - lo) if hi != lo else 0.0
     out = (np.asarray(values, dtype=np.float32) - np.float32(lo)) * np.float32(scale)
     np.clip(out, 0.0, 1.0, out=out)
     if str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper() == "MONOCHROME1":
         np.subtract(np.float32(1.0), out, out=out)
     return out, voi
+
+
+def _window_output_range(ds: Dataset) -> tuple[float, float]:
+    """The range pydicom's linear window maps onto: the modality LUT's output range (PS3.3 C.11.1.1.1), so the
+    stored range taken through RescaleSlope/Intercept; from the window's low end to its high end."""
+    if "ModalityLUTSequence" in ds:
+        return 0.0, float((1 << int(ds.ModalityLUTSequence[0].LUTDescriptor[2])) - 1)
+    bits = int(ds.BitsStored)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if int(ds.PixelRepresentation) == 1 else (0, (1 << bits) - 1)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        lo, hi = lo * slope + intercept, hi * slope + intercept
+    return float(lo), float(hi)
 
 
 def _multi(value) -> list[str]:
