@@ -6,6 +6,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
@@ -45,10 +46,16 @@ def test_each_bad_input_names_the_file_and_the_reason(bad, kind):
 def test_truncated_files_say_what_broke(bad):
     with pytest.raises(MammoSynthError) as caught:
         read_mammogram(bad["truncated_header"])  # cut before the image's tags
-    assert caught.value.why == "no image in this file: the header is truncated or corrupt; re-export the file"
+    assert (caught.value.what, caught.value.why) == \
+        (str(bad["truncated_header"]), "no image in this file: the header is truncated or corrupt; re-export the file")
     with pytest.raises(MammoSynthError) as caught:
         read_mammogram(bad["truncated_pixels"])
     why = caught.value.why
+    assert caught.value.what == str(bad["truncated_pixels"])
+    with pytest.raises(Exception) as raw:  # the reason quotes the start of pydicom's own first line
+        pydicom.dcmread(bad["truncated_pixels"]).pixel_array
+    quoted = why[len("pixel data cannot be decoded, truncated or corrupt ("):-1]
+    assert len(quoted) > 10 and str(raw.value).splitlines()[0].startswith(quoted)
     assert why.startswith("pixel data cannot be decoded, truncated or corrupt (") and why.endswith(")")
     assert "\n" not in why and len(why) <= len("pixel data cannot be decoded, truncated or corrupt ()") + 120
 
@@ -58,7 +65,8 @@ def test_header_without_modality_must_say_breast(tmp_path):
     del ds.Modality
     with pytest.raises(MammoSynthError) as caught:
         read_mammogram(save(ds, tmp_path / "nomod.dcm"))
-    assert caught.value.why == "no Modality tag and BodyPartExamined is not BREAST; only mammograms are supported"
+    assert (caught.value.what, caught.value.why) == \
+        (str(tmp_path / "nomod.dcm"), "no Modality tag and BodyPartExamined is not BREAST; only mammograms are supported")
     ds.BodyPartExamined = "breast"
     image = read_mammogram(save(ds, tmp_path / "breast.dcm"))
     assert image.modality == "" and image.rows == 256
@@ -204,3 +212,45 @@ def test_breast_key_drops_the_cbis_suffix_and_takes_the_study_date():
 ])
 def test_patient_orientation_of_each_side_and_view(side, laterality, view, expected):
     assert patient_orientation(side, laterality, view) == expected
+
+
+def test_identity_path_and_preview_stride_as_read(tmp_path):
+    ds = mammogram_dataset(synthetic_breast())  # 256 x 192
+    image = read_mammogram(save(ds, tmp_path / "full.dcm"))
+    assert (image.patient_id, image.study_uid, image.series_uid, image.sop_uid) == \
+        ("TEST123", ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert image.transfer_syntax == "Explicit VR Little Endian"
+    del ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    path = save(ds, tmp_path / "bare.dcm")
+    image = read_mammogram(path)
+    assert (image.path, image.patient_id, image.study_uid, image.series_uid, image.sop_uid, image.modality) == \
+        (path, "", "", "", "", "MG")
+    for max_side, step, shape in ((1000, 1, (256, 192)), (128, 2, (128, 96)), (100, 3, (86, 64))):
+        preview = read_mammogram(path, max_side=max_side)
+        assert (preview.pixel_step, preview.pixels.shape, preview.rows, preview.columns) == (step, shape, 256, 192)
+        np.testing.assert_array_equal(preview.pixels, image.pixels[::step, ::step])
+
+
+@pytest.mark.parametrize("tags, why", [
+    ({"NumberOfFrames": 2}, "multi-frame image (2 frames, e.g. tomosynthesis): only 2D mammograms are supported"),
+    ({"Rows": None}, "image is 0x192 pixels: too small to be a mammogram (need at least 64x64)"),
+    ({"Columns": None}, "image is 256x0 pixels: too small to be a mammogram (need at least 64x64)"),
+])
+def test_frames_and_a_missing_size_are_refused(tmp_path, tags, why):
+    ds = mammogram_dataset(synthetic_breast())
+    for key, value in tags.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    if tags.get("NumberOfFrames") == 2:
+        ds.PixelData = np.stack([synthetic_breast()] * 2).tobytes()
+    path = save(ds, tmp_path / "x.dcm")
+    with pytest.raises(MammoSynthError) as caught:
+        read_mammogram(path)
+    assert (caught.value.what, caught.value.why) == (str(path), why)
+
+
+def test_an_empty_number_of_frames_is_one_frame(tmp_path):
+    ds = mammogram_dataset(synthetic_breast(), NumberOfFrames="")
+    assert read_mammogram(save(ds, tmp_path / "x.dcm")).rows == 256
