@@ -11,7 +11,7 @@ from MammoSynthLogic import tiling
 from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines import mambo
 from MammoSynthLogic.progress import Reporter
-from test_oracle_mambo import ATOL, FULL, MID, S, Oracle, asymmetric_global, pipeline, quick, tissue_global, up
+from test_oracle_mambo import ATOL, FULL, K, MID, S, Oracle, asymmetric_global, pipeline, quick, tissue_global, up
 
 
 def test_crops_inside_the_image_are_plain_slices():
@@ -247,3 +247,81 @@ def test_the_global_image_is_one_seeded_chain_with_its_eta_and_progress():
     assert image.dtype == np.float32 and image.shape == (S, S)
     np.testing.assert_allclose(image, expected, rtol=0, atol=1e-6)  # the same calls in the same order
     assert log == [("global image", i, 6) for i in range(1, 7)]
+
+
+@pytest.mark.parametrize("tiling, chunk, strength", [("parallel", 2, 1.0), ("parallel", 1000, 0.5),
+                                                     ("wavefront", 1000, 1.0), ("sequential", 1000, 0.5)])
+def test_expected_counts_are_the_calls_a_run_makes(tiling, chunk, strength):
+    """`expected_counts` (the benchmarks and the GPU check report it) from the grids alone, against a run with every
+    tile active; the global stage is given, so its steps are not run."""
+    settings = quick(tiling=tiling, chunk=chunk, strength=strength, skip_background=False)
+    result = pipeline()(FULL, 0, settings, global01=tissue_global())
+    expected = mambo.expected_counts(FULL, S, K, settings, chunk=None if chunk == 1000 else chunk)
+    assert (mambo.forwards(result.counters), mambo.sequential_batches(result.counters)) == \
+        (expected["unet_forwards"] - settings.global_steps, expected["sequential_unet_batches"] - settings.global_steps)
+    assert (expected["tiles_mid"], expected["tiles_full"]) == (result.tiles["mid"][0], result.tiles["full"][0])
+
+
+def test_aligned_context_resamples_bilinearly_holds_its_edges_and_fills_outside():
+    """On a ramp (8·row + column) bilinear resampling is exact: the answer is the ramp at each pixel centre."""
+    coarse = np.arange(64, dtype=np.float32).reshape(8, 8)
+    np.testing.assert_allclose(mambo.aligned_context(coarse, 2.5, 3, 4, 8),
+                               8 * (2.5 + np.arange(4))[:, None] + (3 + np.arange(4))[None, :], atol=1e-5)
+    centres = np.clip((np.arange(16) + 0.5) / 2 - 0.5, 0, 7)  # twice as fine; beyond the outer centres: held
+    np.testing.assert_allclose(mambo.aligned_context(coarse, 0, 0, 16, 16),
+                               8 * centres[:, None] + centres[None, :], atol=1e-5)
+    rows, cols = (5 + np.arange(6) + 0.5) / 3 - 0.5, (7 + np.arange(6) + 0.5) / 3 - 0.5  # a tile of a 3x canvas
+    np.testing.assert_allclose(mambo.aligned_context(coarse, 5, 7, 6, 24), 8 * rows[:, None] + cols[None, :],
+                               atol=1e-5)
+    out = mambo.aligned_context(coarse, -4, 5, 8, 8, fill=-1.0)  # half above the image, half beyond its right edge
+    assert (out[:4] == -1).all() and (out[:, 3:] == -1).all() and np.array_equal(out[4:, :3], coarse[:4, 5:])
+
+
+@pytest.mark.parametrize("role", ["mambo-local", "mambo-patch"])
+def test_context_channels_of_one_tile_and_the_aligned_channel_on_request(role):
+    """Local: the global image shifted to the tile's centre; patch: the mid-resolution crop centred on it; then the
+    global image; with `aligned`, the coarser image under the tile (local: of g, patch: of mid)."""
+    rng = np.random.default_rng(0)
+    g, mid = rng.random((S, S), dtype=np.float32), rng.random((MID, MID), dtype=np.float32)
+    side, source = (MID, g) if role == "mambo-local" else (FULL, mid)
+    tile = tiling.grid(side, side, S, 2)[-2]
+    n = source.shape[0]
+    top, left = (round(c / side * n - S / 2) for c in tile.centre)
+    out = mambo.context_channels(role, tile, side, g, mid, aligned=True)
+    assert out.shape == (3, S, S)
+    np.testing.assert_array_equal(out[0], mambo.crop_padded(source, top, left, S))
+    np.testing.assert_array_equal(out[1], g)
+    np.testing.assert_allclose(out[2], mambo.aligned_context(source, tile.y, tile.x, S, side), atol=1e-5)
+    assert np.array_equal(mambo.context_channels(role, tile, side, g, mid), out[:2])
+
+
+def test_image_contexts_are_the_patch_models_of_a_real_image_at_its_scale():
+    """A ramp image (resizing is exact on it away from the edges): the global channel is the image at s², the first
+    the image at 1/k around the tile's centre, the aligned one the image itself under the tile."""
+    import types
+
+    yy, xx = np.mgrid[:FULL, :FULL].astype(np.float32)
+    image = (yy + 2 * xx) / (3 * FULL)
+    tiles = [t for t in tiling.grid(FULL, FULL, S, 2) if min(t.y, t.x) >= K and max(t.y, t.x) + S <= FULL - K][:2]
+    patch = types.SimpleNamespace(image_size=S, k=K, aligned_context=True)
+    out = mambo.image_contexts(image, patch, tiles, "cpu").numpy()
+    assert out.shape == (2, 3, S, S)
+
+    def ramp(rows, cols):  # the image's value at fractional full-resolution pixel positions
+        return (rows[:, None] + 2 * cols[None, :]) / (3 * FULL) * 2 - 1
+
+    step = FULL / S
+    centres = (np.arange(S) + 0.5) * step - 0.5
+    for tile, contexts in zip(tiles, out):
+        np.testing.assert_allclose(contexts[1], ramp(centres, centres), atol=1e-5)
+        top, left = (round(c / FULL * MID - S / 2) for c in tile.centre)
+        mid_rows, mid_cols = ((start + np.arange(S) + 0.5) * K - 0.5 for start in (top, left))
+        inside = ((top + np.arange(S) >= 0) & (top + np.arange(S) < MID))[:, None] & \
+                 ((left + np.arange(S) >= 0) & (left + np.arange(S) < MID))[None, :]
+        assert 0 < inside.sum() < S * S  # the crop runs off the mid image: there it is background
+        np.testing.assert_allclose(contexts[0], np.where(inside, ramp(mid_rows, mid_cols), mambo.BACKGROUND),
+                                   atol=1e-5)
+        np.testing.assert_allclose(contexts[2], ramp(tile.y + np.arange(S, dtype=float),
+                                                     tile.x + np.arange(S, dtype=float)), atol=1e-5)
+    patch.aligned_context = False
+    assert mambo.image_contexts(image, patch, tiles, "cpu").shape == (2, 2, S, S)
