@@ -92,7 +92,7 @@ def _read_dataset(path: Path) -> Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns about what we report as one error line below
             ds = pydicom.dcmread(path)
-            ds.keys()  # forces the parse of every element so truncation shows here
+            list(ds.iterall())  # converts every element's value, so truncation or a bad VR shows here
         return ds
     except InvalidDicomError:
         raise _fail(path, "not a DICOM file (no DICM preamble); export the image as DICOM") from None
@@ -102,6 +102,8 @@ def _read_dataset(path: Path) -> Dataset:
 
 def _check_header(path: Path, ds: Dataset) -> None:
     modality = str(ds.get("Modality", "")).upper()
+    if len(modality) > 16:  # a code string holds at most 16 characters: a wrong length swallowed what followed
+        raise _fail(path, "corrupt DICOM header (the Modality value runs on); re-export the file")
     if modality and modality != "MG":
         raise _fail(path, f"modality {modality} is not mammography (MG); only mammograms are supported")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:

@@ -78,6 +78,9 @@ def bad_inputs(folder: Path, real: Optional[Path] = None) -> dict[str, Path]:
     write("truncated_header", raw[:300])
     write("truncated_pixels", raw[: len(raw) // 2])
     write("garbage_after_preamble", b"\0" * 128 + b"DICM" + bytes(range(256)) * 4)
+    modality = raw.index(b"\x08\x00\x60\x00")  # (0008,0060) Modality, explicit VR: tag, VR, 2-byte length, value
+    write("bad_vr", raw[:modality + 4] + b"ZZ" + raw[modality + 6:])
+    write("runaway_length", raw[:modality + 6] + b"\xff\xff" + raw[modality + 8:])  # swallows the rest
     cases["ct_modality"] = save(mammogram_dataset(synthetic_breast(), Modality="CT"), folder / "ct_modality.dcm")
     cases["rgb"] = save(mammogram_dataset(np.zeros((128, 128, 3), np.uint8)), folder / "rgb.dcm")
     no_pixels = mammogram_dataset(synthetic_breast())

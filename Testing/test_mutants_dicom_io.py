@@ -28,6 +28,8 @@ REASONS = {
     "multi_frame": "multi-frame image (3 frames, e.g. tomosynthesis): only 2D mammograms are supported",
     "no_dicom_folder": "is a folder: use find_dicoms() or pass files",
     "missing": "no such file",
+    "bad_vr": "corrupt or truncated DICOM header (NotImplementedError); re-export the file",
+    "runaway_length": "corrupt DICOM header (the Modality value runs on); re-export the file",
 }
 
 
