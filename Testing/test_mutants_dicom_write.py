@@ -99,14 +99,15 @@ def test_without_voi_the_stored_range_its_defaults_and_clipping():
     np.testing.assert_allclose(out[0], [0, 0.25, 1], atol=1e-7)  # signed: their own range
 
 
-def test_float_pixel_data_spans_its_own_range(tmp_path):
+@pytest.mark.parametrize("keyword, dtype", [("FloatPixelData", np.float32), ("DoubleFloatPixelData", np.float64)])
+def test_float_pixel_data_spans_its_own_range(tmp_path, keyword, dtype):
     ds = mammogram_dataset(synthetic_breast(64, 64))
     del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
-    ds.BitsAllocated = 32
-    values = np.tile(np.array([0.25, 0.5, 1.25, 0.75], np.float32), (64, 16))
-    ds.FloatPixelData = values.tobytes()
+    bits = np.dtype(dtype).itemsize * 8
+    ds.BitsAllocated = bits
+    setattr(ds, keyword, np.tile(np.array([0.25, 0.5, 1.25, 0.75], dtype), (64, 16)).tobytes())
     image = read_mammogram(save(ds, tmp_path / "float.dcm"))
-    assert (image.stored_dtype, image.bits_stored) == ("float32", 32) and "FloatPixelData" not in image.dataset
+    assert (image.stored_dtype, image.bits_stored) == (np.dtype(dtype).name, bits) and keyword not in image.dataset
     np.testing.assert_allclose(image.pixels[0, :4], [0, 0.25, 1, 0.5], atol=1e-7)
 
 

@@ -249,12 +249,13 @@ def test_the_global_image_is_one_seeded_chain_with_its_eta_and_progress():
     assert log == [("global image", i, 6) for i in range(1, 7)]
 
 
-@pytest.mark.parametrize("tiling, chunk, strength", [("parallel", 2, 1.0), ("parallel", 1000, 0.5),
-                                                     ("wavefront", 1000, 1.0), ("sequential", 1000, 0.5)])
-def test_expected_counts_are_the_calls_a_run_makes(tiling, chunk, strength):
+@pytest.mark.parametrize("tiling, chunk, strength, overlap", [
+    ("parallel", 2, 1.0, None), ("parallel", 1000, 0.5, None), ("parallel", 1000, 1.0, 4),  # shifted grid: 25 tiles
+    ("wavefront", 1000, 1.0, None), ("sequential", 1000, 0.5, 4)])
+def test_expected_counts_are_the_calls_a_run_makes(tiling, chunk, strength, overlap):
     """`expected_counts` (the benchmarks and the GPU check report it) from the grids alone, against a run with every
     tile active; the global stage is given, so its steps are not run."""
-    settings = quick(tiling=tiling, chunk=chunk, strength=strength, skip_background=False)
+    settings = quick(tiling=tiling, chunk=chunk, strength=strength, skip_background=False, overlap=overlap)
     result = pipeline()(FULL, 0, settings, global01=tissue_global())
     expected = mambo.expected_counts(FULL, S, K, settings, chunk=None if chunk == 1000 else chunk)
     assert (mambo.forwards(result.counters), mambo.sequential_batches(result.counters)) == \
@@ -293,6 +294,8 @@ def test_context_channels_of_one_tile_and_the_aligned_channel_on_request(role):
     np.testing.assert_array_equal(out[1], g)
     np.testing.assert_allclose(out[2], mambo.aligned_context(source, tile.y, tile.x, S, side), atol=1e-5)
     assert np.array_equal(mambo.context_channels(role, tile, side, g, mid), out[:2])
+    if role == "mambo-local":  # a local tile needs no mid-resolution image
+        assert np.array_equal(mambo.context_channels(role, tile, side, g, aligned=True), out)
 
 
 def test_image_contexts_are_the_patch_models_of_a_real_image_at_its_scale():
