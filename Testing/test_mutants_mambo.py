@@ -326,5 +326,15 @@ def test_image_contexts_are_the_patch_models_of_a_real_image_at_its_scale():
                                    atol=1e-5)
         np.testing.assert_allclose(contexts[2], ramp(tile.y + np.arange(S, dtype=float),
                                                      tile.x + np.arange(S, dtype=float)), atol=1e-5)
+    # a ramp looks the same at every resolution: on texture, the first and aligned channels come from the 1/k image
+    from MammoSynthLogic.preparation import resize
+
+    texture = np.random.default_rng(1).random((FULL, FULL), dtype=np.float32)
+    mid = resize(texture, (MID, MID)) * 2 - 1
+    out = mambo.image_contexts(texture, patch, tiles, "cpu").numpy()
+    for tile, contexts in zip(tiles, out):
+        top, left = (round(c / FULL * MID - S / 2) for c in tile.centre)
+        np.testing.assert_allclose(contexts[0], mambo.crop_padded(mid, top, left, S), atol=1e-6)
+        np.testing.assert_allclose(contexts[2], mambo.aligned_context(mid, tile.y, tile.x, S, FULL), atol=1e-5)
     patch.aligned_context = False
     assert mambo.image_contexts(image, patch, tiles, "cpu").shape == (2, 2, S, S)
