@@ -30,13 +30,14 @@ declare -A TESTS=(
            Testing/test_inpaint.py::test_output_over_an_input_is_refused Testing/test_mutants_masks.py"
   [breast_mask]="Testing/test_breast_mask.py Testing/test_preparation.py Testing/test_mutants_breast_mask.py"
   [preparation]="Testing/test_preparation.py Testing/test_properties.py Testing/test_mutants_preparation.py"
-  [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py Testing/test_mutants_dicom_io.py"
+  [dicom_io]="Testing/test_dicom_read.py Testing/test_dicom_write.py Testing/test_mutants_dicom_io.py Testing/test_mutants_dicom_write.py"
   [anomaly]="Testing/test_anomaly_recipe.py Testing/test_oracle_anomaly.py Testing/test_mutants_anomaly.py"
   [reader_study/scoring]="Testing/test_reader_study.py::test_binary_metrics_reproduce_mambo_expert_rows
                           Testing/test_reader_study.py::test_auc_and_roc_from_ratings
                           Testing/test_reader_study.py::test_score_command_writes_the_report
                           Testing/test_mutants_scoring.py"
-  [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py Testing/test_mutants_mambo.py"
+  [pipelines/mambo]="Testing/test_oracle_mambo.py Testing/test_workspace.py Testing/test_mutants_mambo.py
+                     Testing/test_properties.py::test_aligned_context_at_the_same_scale_is_the_crop_under_the_tile"
   [pipelines/anomaly]="Testing/test_oracle_anomaly.py Testing/test_mutants_pipeline_anomaly.py"
   [pipelines/dualview]="Testing/test_oracle_dualview.py Testing/test_dualview.py Testing/test_mutants_dualview.py"
   [pipelines/inpaint]="Testing/test_oracle_inpaint_blend.py Testing/test_inpaint.py Testing/test_mutants_inpaint.py"
