@@ -53,7 +53,9 @@ def written_by_the_engine(path: Path) -> bool:
 def new_engine_dicoms(root: Path) -> list[Path]:
     """Engine-written DICOM files under `root` not checked yet (new, or rewritten since)."""
     found = []
-    for path in sorted(root.rglob("*.dcm")):
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in (".dcm", ".dicom") or not path.is_file():
+            continue
         stat = path.stat()
         key = (str(path), stat.st_mtime_ns, stat.st_size)
         if key not in _checked:
