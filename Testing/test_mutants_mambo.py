@@ -3,6 +3,8 @@ context channels, the background mask's margin, the U-Net input, counters, progr
 shifted grid, tile-by-tile tiling's waves, chunks, finished pixels and noise — each with a known answer."""
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -301,8 +303,6 @@ def test_context_channels_of_one_tile_and_the_aligned_channel_on_request(role):
 def test_image_contexts_are_the_patch_models_of_a_real_image_at_its_scale():
     """A ramp image (resizing is exact on it away from the edges): the global channel is the image at s², the first
     the image at 1/k around the tile's centre, the aligned one the image itself under the tile."""
-    import types
-
     yy, xx = np.mgrid[:FULL, :FULL].astype(np.float32)
     image = (yy + 2 * xx) / (3 * FULL)
     tiles = [t for t in tiling.grid(FULL, FULL, S, 2) if min(t.y, t.x) >= K and max(t.y, t.x) + S <= FULL - K][:2]
@@ -338,3 +338,20 @@ def test_image_contexts_are_the_patch_models_of_a_real_image_at_its_scale():
         np.testing.assert_allclose(contexts[2], mambo.aligned_context(mid, tile.y, tile.x, S, FULL), atol=1e-5)
     patch.aligned_context = False
     assert mambo.image_contexts(image, patch, tiles, "cpu").shape == (2, 2, S, S)
+
+
+def test_full_size_is_the_manifest_s_or_s_k_squared_and_the_default_size():
+    patch = types.SimpleNamespace(image_size=16, k=3, manifest={})
+    assert mambo.full_size(patch) == 144  # s·k²
+    patch.manifest["full_size"] = 200
+    assert mambo.full_size(patch) == 200
+    assert pipeline().default_size() == FULL
+
+
+def test_shifted_global_puts_the_given_point_at_the_centre():
+    """The training shift: the point at fractional (cy, cx) moves to the centre; what comes in is background."""
+    g = np.arange(64, dtype=np.float32).reshape(8, 8)
+    np.testing.assert_array_equal(mambo.shifted_global(g, 0.5, 0.5), g)
+    out = mambo.shifted_global(g, 0.25, 0.75)  # row 2, column 6 to (4, 4): 2 rows down, 2 columns left
+    np.testing.assert_array_equal(out[2:, :6], g[:6, 2:])
+    assert (out[:2] == mambo.BACKGROUND).all() and (out[:, 6:] == mambo.BACKGROUND).all()
