@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from MammoSynthLogic.bundles import Bundle
+from MammoSynthLogic.progress import Reporter
 from tiny_bundles import ddpm_scheduler
 
 Clean = Callable[[torch.Tensor, int], torch.Tensor]
@@ -84,3 +85,9 @@ def asymmetric_breast(rows: int, cols: int, side: str = "left") -> np.ndarray:
     blob = np.exp(-((y - 0.35 * rows) ** 2 + (depth - 0.3 * cols) ** 2) / (2 * (0.08 * rows) ** 2))
     tissue = 0.45 + 0.25 * (1 - depth / cols) + 0.25 * blob
     return (tissue * skin * skin * (3 - 2 * skin)).astype(np.float32)  # smoothstep to 0 at the skin line
+
+
+def recording_reporter() -> tuple[list[tuple], Reporter]:
+    """A Reporter that records every (stage, done, total) update, and the list it records into."""
+    log: list[tuple] = []
+    return log, Reporter(lambda stage, done, total: log.append((stage, done, total)))

@@ -3,6 +3,7 @@
 the function promises: header attributes, the provenance text, the segment's codes, error messages and limits."""
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import types
@@ -289,17 +290,11 @@ def test_keeping_the_source_identity_keeps_its_burned_in_statement(tmp_path, sou
     assert "PatientIdentityRemoved" not in ds
     header = source.dataset.copy()
     del header.BurnedInAnnotation
-    unstated = dataclass_copy(source, dataset=header)
+    unstated = dataclasses.replace(source, dataset=header)
     assert "BurnedInAnnotation" not in written(tmp_path / "u.dcm", source=unstated, keep_source_identity=True)
     with pytest.raises(ValueError) as caught:
         written(tmp_path / "n.dcm", keep_source_identity=True)
     assert str(caught.value) == "keep_source_identity needs a source image"
-
-
-def dataclass_copy(image, **changes):
-    import dataclasses
-
-    return dataclasses.replace(image, **changes)
 
 
 def test_writer_errors_are_exact(tmp_path, source):
@@ -461,16 +456,16 @@ def test_segmentation_options_reach_the_file(tmp_path, seg_source):
 
 
 def test_segmentation_side_and_orientation_follow_the_source(tmp_path, seg_source):
-    right = dataclass_copy(seg_source, laterality="R", view="MLO")
+    right = dataclasses.replace(seg_source, laterality="R", view="MLO")
     seg = pydicom.dcmread(write_segmentation(tmp_path / "r.dcm", segment_mask(), right, breast_side="left"))
     modifier = seg.SegmentSequence[0].AnatomicRegionSequence[0].AnatomicRegionModifierSequence[0]
     assert modifier.CodeValue == codes.SCT.Right.value and list(seg.PatientOrientation) == ["A", "FL"]
-    unknown = dataclass_copy(seg_source, laterality=None)
+    unknown = dataclasses.replace(seg_source, laterality=None)
     seg = pydicom.dcmread(write_segmentation(tmp_path / "u.dcm", segment_mask(), unknown))
     assert "AnatomicRegionModifierSequence" not in seg.SegmentSequence[0].AnatomicRegionSequence[0]
     header = seg_source.dataset.copy()
     header.PatientOrientation = ["P", "L"]
-    stated = dataclass_copy(seg_source, dataset=header)
+    stated = dataclasses.replace(seg_source, dataset=header)
     seg = pydicom.dcmread(write_segmentation(tmp_path / "s.dcm", segment_mask(), stated, breast_side="left"))
     assert list(seg.PatientOrientation) == ["P", "L"]  # the source's own statement wins
 

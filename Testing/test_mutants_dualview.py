@@ -20,7 +20,7 @@ from MammoSynthLogic.pipelines.dualview import (DualViewPipeline, DualViewSettin
                                                 renoise_back, upscale_views)
 from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import generators
-from oracles import asymmetric_breast, image, oracle_bundle
+from oracles import asymmetric_breast, image, oracle_bundle, recording_reporter
 from tiny_bundles import ddpm_scheduler
 
 torch.set_num_threads(1)
@@ -35,11 +35,6 @@ X0 = torch.from_numpy(dualview.to_model(dualview.encode(CC, MLO))).double()  # t
 def pair_bundle(**manifest):
     """A dual-view oracle that knows the clean pair (CC, MLO, |CC − MLO|) in model space."""
     return oracle_bundle("dualview", S, image(X0.float()), in_channels=3, out_channels=3, **manifest)
-
-
-def recorder():
-    log = []
-    return log, Reporter(callback=lambda stage, done, total: log.append((stage, done, total)))
 
 
 # ------------------------------------------------------------------ settings
@@ -190,7 +185,7 @@ def test_generation_follows_the_ddim_chain_from_its_own_seeded_noise():
     """x_T is drawn from the generator keyed ("dualview",) of the seed, and eta = 1 reaches the scheduler: each
     step draws fresh noise from that generator; the U-Net sees one (1, 3, s, s) sample per step."""
     bundle = pair_bundle()
-    log, reporter = recorder()
+    log, reporter = recording_reporter()
     settings = DualViewSettings.preset("fast", sampler="ddim", steps=4, eta=1.0)
     result = DualViewPipeline(bundle)(seed=11, settings=settings, reporter=reporter)
     check_chain(bundle.unet.calls, generators(11, [("dualview",)])[0], eta=1.0)
@@ -259,7 +254,7 @@ def test_completion_refuses_a_view_that_is_neither_cc_nor_mlo_and_a_view_of_the_
                                                   ("CC", 2, "completing the MLO"), ("MLO", 3, "completing the CC")])
 def test_completion_reports_the_view_it_completes_once_per_timestep(which, resample, stage):
     """Progress names the missing view and counts timesteps (not passes), with and without resampling."""
-    log, reporter = recorder()
+    log, reporter = recording_reporter()
     settings = DualViewSettings.preset("fast", sampler="ddpm", steps=4, resample=resample)
     DualViewPipeline(pair_bundle()).complete(CC, which, seed=0, settings=settings, reporter=reporter)
     assert log == [(stage, i, 4) for i in range(1, 5)]

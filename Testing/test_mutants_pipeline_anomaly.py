@@ -17,9 +17,8 @@ from MammoSynthLogic.pipelines import anomaly as pipeline
 from MammoSynthLogic.pipelines.anomaly import AnomalyPipeline, denoising_timesteps
 from MammoSynthLogic.pipelines.mambo import image_contexts
 from MammoSynthLogic.preparation import PreparedImage, PrepareTransform
-from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import generators
-from oracles import constant, image, oracle_bundle
+from oracles import constant, image, oracle_bundle, recording_reporter
 from tiny_bundles import ddpm_scheduler
 
 torch.set_num_threads(1)
@@ -37,12 +36,6 @@ def ramp(n: int) -> np.ndarray:
     """Smooth, non-zero everywhere: 0.2 .. 0.8 across the image."""
     y, x = np.mgrid[0:n, 0:n].astype(np.float32)
     return (0.2 + 0.3 * y / (n - 1) + 0.3 * x / (n - 1)).astype(np.float32)
-
-
-def recorder():
-    """A Reporter that records every (stage, done, total) update."""
-    log: list[tuple] = []
-    return Reporter(lambda *update: log.append(update)), log
 
 
 def noise(seed: int, key: tuple, shape: tuple) -> torch.Tensor:
@@ -83,7 +76,7 @@ def test_global_first_input_is_the_image_noised_to_lambda_with_each_draws_own_no
     d from the generator keyed ("anomaly", d) of the seed; progress reports every step of the chain."""
     pixels = ramp(16)
     global_ = oracle_bundle("mambo-global", 16, constant(0.0), k=2)
-    reporter, log = recorder()
+    log, reporter = recording_reporter()
     result = AnomalyPipeline(global_)(prepared(pixels, np.ones((16, 16), bool)),
                                       AnomalySettings(lam=700, steps=3, draws=2), 5, reporter)
     assert [t for _, t in global_.unet.calls] == [699, 350, 0]
@@ -137,7 +130,7 @@ def test_native_tiles_are_noised_per_tile_and_draw_with_the_seed_in_chunks(monke
     mask = np.zeros((N, N), bool)
     mask[2:10, 2:10] = True  # touches the tiles at 0 and 6 in both directions: 4 tiles, 2 groups of 2
     global_, patch = native_bundles(constant(0.4))
-    reporter, log = recorder()
+    log, reporter = recording_reporter()
     result = AnomalyPipeline(global_, patch)(prepared(pixels, mask),
                                              AnomalySettings(level="native", lam=700, steps=2, draws=2), 11, reporter)
     tiles = tiling.active(tiling.grid(N, N, S, 2), mask)

@@ -17,9 +17,8 @@ from MammoSynthLogic.errors import MammoSynthError
 from MammoSynthLogic.pipelines.repaint import (TileCanvas, check_arguments, inpaint_repaint, jump_schedule, owners,
                                                prepared_frame, with_lesion)
 from MammoSynthLogic.preparation import prepare
-from MammoSynthLogic.progress import Reporter
 from MammoSynthLogic.sampling import derive_seed
-from oracles import asymmetric_breast, constant, mambo_oracles
+from oracles import asymmetric_breast, constant, mambo_oracles, recording_reporter
 from tiny_bundles import ddpm_scheduler
 
 torch.set_num_threads(1)
@@ -40,11 +39,6 @@ def oracles(c: float, **scheduler_config):
     bundles = mambo_oracles(S, K, constant(0), constant(0), constant(c))
     patch = dataclasses.replace(bundles[2], scheduler_config={**bundles[2].scheduler_config, **scheduler_config})
     return (*bundles[:2], patch), patch.unet
-
-
-def recorder():
-    log = []
-    return log, Reporter(callback=lambda stage, done, total: log.append((stage, done, total)))
 
 
 # ------------------------------------------------------------------ argument checks
@@ -175,10 +169,10 @@ def test_defaults_are_fifty_steps_and_jumps_of_ten_reported_step_by_step():
     """Progress: stage "inpaint (RePaint)", 0 of total first, then every denoising step (jumps are not steps):
     50 by default; with 2 jumps over 20 steps, 20 + (2 − 1)·10·⌊20 / 10⌋ = 40."""
     bundles, stub = oracles(0.0)
-    log, reporter = recorder()
+    log, reporter = recording_reporter()
     inpaint_repaint(IMAGE, MASK, bundles, seed=0, reporter=reporter)
     assert log == [("inpaint (RePaint)", i, 50) for i in range(51)] and len(stub.calls) == 50
-    log, reporter = recorder()
+    log, reporter = recording_reporter()
     inpaint_repaint(IMAGE, MASK, bundles, seed=0, steps=20, jumps=2, reporter=reporter)
     assert log == [("inpaint (RePaint)", i, 40) for i in range(41)]
 
